@@ -1,0 +1,51 @@
+"""The embedded Assistants engine (Assistants API v2 semantics on any Chat Completions model).
+
+The bot and the REST API use only what is listed here.
+"""
+
+from assistants.clock import Clock, ManualClock, SystemClock
+from assistants.engine import Engine
+from assistants.errors import Conflict, EngineError, InvalidRequest, NotFound, Unavailable
+from assistants.events import STREAM_END_EVENTS, StreamEvent
+from assistants.pagination import Page
+from assistants.params import (
+    AssistantCreate,
+    AssistantUpdate,
+    ListQuery,
+    MessageCreate,
+    MessageUpdate,
+    RunCreate,
+    SubmitToolOutputs,
+    ThreadAndRunCreate,
+    ThreadCreate,
+    ThreadUpdate,
+    parse,
+)
+from assistants.runner import RunnerConfig
+
+__all__ = [
+    "STREAM_END_EVENTS",
+    "AssistantCreate",
+    "AssistantUpdate",
+    "Clock",
+    "Conflict",
+    "Engine",
+    "EngineError",
+    "InvalidRequest",
+    "ListQuery",
+    "ManualClock",
+    "MessageCreate",
+    "MessageUpdate",
+    "NotFound",
+    "Page",
+    "RunCreate",
+    "RunnerConfig",
+    "StreamEvent",
+    "SubmitToolOutputs",
+    "SystemClock",
+    "ThreadAndRunCreate",
+    "ThreadCreate",
+    "ThreadUpdate",
+    "Unavailable",
+    "parse",
+]

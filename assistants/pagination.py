@@ -1,0 +1,88 @@
+"""Cursor pagination shared by every list operation: `limit`, `order`, `after`, `before`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from assistants.errors import InvalidRequest
+from assistants.params import ListQuery
+
+__all__ = ["Page", "paginate"]
+
+Row = TypeVar("Row", bound=Any)
+Item = TypeVar("Item")
+
+
+@dataclass(slots=True)
+class Page(Generic[Item]):
+    data: list[Item]
+    has_more: bool
+
+    @property
+    def first_id(self) -> str | None:
+        return getattr(self.data[0], "id", None) if self.data else None
+
+    @property
+    def last_id(self) -> str | None:
+        return getattr(self.data[-1], "id", None) if self.data else None
+
+    def as_wire(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [item.model_dump(mode="json") for item in self.data],
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "has_more": self.has_more,
+        }
+
+
+async def paginate(
+    session: AsyncSession,
+    table: type[Row],
+    query: ListQuery,
+    filters: Sequence[ColumnElement[bool]] = (),
+) -> Page[Row]:
+    """One page of `table` rows matching `filters`, ordered by creation (`seq`)."""
+    seq = col(table.seq)
+    statement = select(table).where(*filters)
+    descending = query.order == "desc"
+    reverse = False
+    if query.after:
+        cursor = await _cursor_seq(session, table, query.after, "after", filters)
+        statement = statement.where(seq < cursor if descending else seq > cursor)
+    if query.before:
+        cursor = await _cursor_seq(session, table, query.before, "before", filters)
+        statement = statement.where(seq > cursor if descending else seq < cursor)
+        # The page nearest the cursor: walk away from it, then restore the requested order.
+        reverse = not query.after
+    walk_descending = descending != reverse
+    statement = statement.order_by(seq.desc() if walk_descending else seq.asc())
+    rows = list((await session.exec(statement.limit(query.limit + 1))).all())
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if reverse:
+        rows.reverse()
+    return Page(data=rows, has_more=has_more)
+
+
+async def _cursor_seq(
+    session: AsyncSession,
+    table: type[Any],
+    object_id: str,
+    param: str,
+    filters: Sequence[ColumnElement[bool]],
+) -> int:
+    found = (
+        await session.exec(select(table.seq).where(col(table.id) == object_id, *filters))
+    ).first()
+    if found is None:
+        raise InvalidRequest(
+            f"Invalid '{param}': no object with id '{object_id}' in this list.", param=param
+        )
+    return int(found)

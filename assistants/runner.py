@@ -1,0 +1,394 @@
+"""The model loop of a run: prompt -> streamed model turn -> message or tool calls -> repeat.
+
+One background task per run. Text is published as message deltas while it streams; function
+calls park the run in `requires_action` (the task ends; `resume` starts a new one when outputs
+arrive). Provider errors are retried by the `openai` client (429/5xx with backoff); what still
+fails ends the run as `failed` with a `last_error` a user can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from openai.types.beta.threads import MessageDeltaEvent
+from openai.types.beta.threads.runs import RunStepDeltaEvent
+from openai.types.chat import ChatCompletionChunk
+from sqlmodel import col, select
+
+from assistants.clock import Clock
+from assistants.context import build_prompt
+from assistants.events import EventHub
+from assistants.ids import new_id
+from assistants.lifecycle import RunLifecycle, end_message
+from assistants.wire import message_wire, step_wire
+from storage import Database, MessageRow, RunRow, RunStepRow
+
+__all__ = ["Runner", "RunnerConfig"]
+
+log = logging.getLogger("assistants.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    #: Prompt budget (estimated tokens) for `auto` truncation when the run sets no max.
+    context_tokens: int = 100_000
+
+
+@dataclass
+class _Turn:
+    """What one streamed model response produced."""
+
+    text: str = ""
+    message: MessageRow | None = None
+    step: RunStepRow | None = None
+    calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    call_step: RunStepRow | None = None
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+class _Stop(Exception):
+    """Ends the loop with a terminal status decided inside a turn."""
+
+    def __init__(self, status: str, *, reason: str | None = None) -> None:
+        self.status, self.reason = status, reason
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        events: EventHub,
+        lifecycle: RunLifecycle,
+        model: openai.AsyncOpenAI,
+        config: RunnerConfig = RunnerConfig(),
+    ) -> None:
+        self._db, self._clock, self._events = db, clock, events
+        self._lifecycle, self._model, self._config = lifecycle, model, config
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop_as: dict[str, str] = {}
+
+    def start(self, run_id: str) -> None:
+        """Runs (or resumes) the run in the background; the caller returns at once."""
+        task = asyncio.create_task(self._execute(run_id), name=f"run {run_id}")
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
+
+    def is_running(self, run_id: str) -> bool:
+        return run_id in self._tasks
+
+    async def stop(self, run_id: str, *, status: str) -> bool:
+        """Stops a working run, ending it as `status` (cancelled / expired / failed)."""
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        self._stop_as[run_id] = status
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return True
+
+    async def close(self) -> None:
+        for run_id in list(self._tasks):
+            await self.stop(run_id, status="failed")
+
+    async def _execute(self, run_id: str) -> None:
+        try:
+            run = await self._lifecycle.set_status(run_id, "in_progress")
+            turn = await self._turn(run)
+            calls = [turn.calls[i] for i in sorted(turn.calls)]
+            if calls:
+                await self._lifecycle.require_action(run_id, _required_calls(calls))
+            else:
+                await self._lifecycle.finish(run_id, "completed")
+        except _Stop as stop:
+            await self._lifecycle.finish(run_id, stop.status, incomplete_reason=stop.reason)
+        except asyncio.CancelledError:
+            status = self._stop_as.pop(run_id, "failed")
+            error = _error("server_error", "The run was stopped.") if status == "failed" else None
+            await asyncio.shield(self._lifecycle.finish(run_id, status, last_error=error))
+            raise
+        except openai.APIStatusError as exc:
+            code = "rate_limit_exceeded" if exc.status_code == 429 else "server_error"
+            if 400 <= exc.status_code < 500 and exc.status_code != 429:
+                code = "invalid_prompt"
+            message = f"The model endpoint answered {exc.status_code}: {_provider_message(exc)}"
+            await self._fail(run_id, code, message)
+        except (openai.APIConnectionError, openai.APIError) as exc:
+            await self._fail(run_id, "server_error", f"The model endpoint failed: {exc}")
+        except Exception:
+            log.exception("run failed unexpectedly", extra={"run_id": run_id})
+            await self._fail(run_id, "server_error", "Sorry, something went wrong.")
+
+    async def _fail(self, run_id: str, code: str, message: str) -> None:
+        log.warning("run failed: %s", message, extra={"run_id": run_id})
+        await self._lifecycle.finish(run_id, "failed", last_error=_error(code, message))
+
+    async def _turn(self, run: RunRow) -> _Turn:
+        usage = run.usage or {}
+        budget = self._config.context_tokens
+        if run.max_prompt_tokens is not None:
+            budget = run.max_prompt_tokens - usage.get("prompt_tokens", 0)
+        async with self._db.session() as session:
+            prompt = await build_prompt(session, run, budget=budget)
+        if run.max_prompt_tokens is not None and prompt.tokens > budget:
+            raise _Stop("incomplete", reason="max_prompt_tokens")
+        request = self._request(run, prompt.messages, usage)
+        turn = _Turn()
+        try:
+            stream = await self._model.chat.completions.create(**request)
+            async for chunk in stream:
+                await self._on_chunk(run, turn, chunk)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._save_partial(turn))
+            raise
+        except Exception:
+            await self._save_partial(turn)
+            raise
+        await self._end_turn(run, turn)
+        if turn.finish_reason == "length":
+            raise _Stop("incomplete", reason="max_completion_tokens")
+        return turn
+
+    def _request(
+        self, run: RunRow, messages: list[dict[str, Any]], usage: dict[str, int]
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": run.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        tools = [_chat_tool(tool) for tool in run.tools if tool["type"] == "function"]
+        if tools and run.tool_choice != "none":
+            request["tools"] = tools
+            request["parallel_tool_calls"] = run.parallel_tool_calls
+            if run.tool_choice is not None:
+                request["tool_choice"] = _chat_tool_choice(run.tool_choice)
+        if run.temperature is not None:
+            request["temperature"] = run.temperature
+        if run.top_p is not None:
+            request["top_p"] = run.top_p
+        if run.max_completion_tokens is not None:
+            spent = usage.get("completion_tokens", 0)
+            request["max_completion_tokens"] = max(run.max_completion_tokens - spent, 1)
+        if run.response_format not in (None, "auto"):
+            request["response_format"] = _chat_response_format(run.response_format)
+        return request
+
+    async def _on_chunk(self, run: RunRow, turn: _Turn, chunk: ChatCompletionChunk) -> None:
+        if chunk.usage is not None:
+            turn.usage = {
+                "prompt_tokens": chunk.usage.prompt_tokens,
+                "completion_tokens": chunk.usage.completion_tokens,
+                "total_tokens": chunk.usage.total_tokens,
+            }
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content:
+                if turn.message is None:
+                    await self._open_message(run, turn)
+                first = not turn.text
+                turn.text += delta.content
+                self._publish_text(run.id, turn, delta.content, first)
+            for call in delta.tool_calls or []:
+                if turn.message is not None and turn.call_step is None:
+                    await self._close_message(turn)
+                if turn.call_step is None:
+                    await self._open_call_step(run, turn)
+                self._on_call_delta(run.id, turn, call)
+            if choice.finish_reason:
+                turn.finish_reason = choice.finish_reason
+
+    async def _open_message(self, run: RunRow, turn: _Turn) -> None:
+        now = self._clock.now()
+        message = MessageRow(
+            id=new_id("message"),
+            thread_id=run.thread_id,
+            created_at=now,
+            role="assistant",
+            status="in_progress",
+            content=[],
+            attachments=[],
+            assistant_id=run.assistant_id,
+            run_id=run.id,
+        )
+        step = _new_step(
+            run, now, "message_creation", {"message_id": message.id}, key="message_creation"
+        )
+        async with self._db.session() as session:
+            session.add(step)
+            session.add(message)
+        turn.message, turn.step = message, step
+        wire_step = step_wire(step)
+        self._events.publish(run.id, "thread.run.step.created", wire_step)
+        self._events.publish(run.id, "thread.run.step.in_progress", wire_step)
+        wire_message = message_wire(message)
+        self._events.publish(run.id, "thread.message.created", wire_message)
+        self._events.publish(run.id, "thread.message.in_progress", wire_message)
+
+    def _publish_text(self, run_id: str, turn: _Turn, text: str, first: bool) -> None:
+        assert turn.message is not None
+        part: dict[str, Any] = {"index": 0, "type": "text", "text": {"value": text}}
+        if first:
+            part["text"]["annotations"] = []  # hosted sends annotations on the first delta only
+        delta = MessageDeltaEvent.model_validate(
+            {"id": turn.message.id, "object": "thread.message.delta", "delta": {"content": [part]}}
+        )
+        self._events.publish(run_id, "thread.message.delta", delta)
+
+    async def _open_call_step(self, run: RunRow, turn: _Turn) -> None:
+        step = _new_step(run, self._clock.now(), "tool_calls", [], key="tool_calls")
+        async with self._db.session() as session:
+            session.add(step)
+        turn.call_step = step
+        wire = step_wire(step)
+        self._events.publish(run.id, "thread.run.step.created", wire)
+        self._events.publish(run.id, "thread.run.step.in_progress", wire)
+
+    def _on_call_delta(self, run_id: str, turn: _Turn, delta: Any) -> None:
+        assert turn.call_step is not None
+        call = turn.calls.get(delta.index)
+        fragment: dict[str, Any] = {"index": delta.index, "type": "function"}
+        if call is None:
+            call = turn.calls[delta.index] = {
+                "id": delta.id or new_id("call"),
+                "type": "function",
+                "function": {"name": "", "arguments": "", "output": None},
+            }
+            fragment["id"] = call["id"]
+        function: dict[str, Any] = {}
+        if delta.function is not None:
+            if delta.function.name:
+                call["function"]["name"] += delta.function.name
+                function["name"] = delta.function.name
+            if delta.function.arguments:
+                call["function"]["arguments"] += delta.function.arguments
+                function["arguments"] = delta.function.arguments
+        if "id" in fragment:
+            function.setdefault("arguments", "")
+            function["output"] = None
+        fragment["function"] = function
+        event = RunStepDeltaEvent.model_validate(
+            {
+                "id": turn.call_step.id,
+                "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [fragment]}},
+            }
+        )
+        self._events.publish(run_id, "thread.run.step.delta", event)
+
+    async def _close_message(self, turn: _Turn, *, reason: str | None = None) -> None:
+        """Completes the turn's message and its step (usage goes on the step)."""
+        assert turn.message is not None and turn.step is not None
+        now = self._clock.now()
+        turn.message.content = _text_content(turn.text)
+        end_message(turn.message, now, reason)
+        turn.step.status = "completed"
+        turn.step.completed_at = now
+        async with self._db.session() as session:
+            session.add(turn.message)
+            session.add(turn.step)
+        event = "thread.message.completed" if reason is None else "thread.message.incomplete"
+        self._events.publish(turn.message.run_id or "", event, message_wire(turn.message))
+        self._events.publish(turn.step.run_id, "thread.run.step.completed", step_wire(turn.step))
+
+    async def _end_turn(self, run: RunRow, turn: _Turn) -> None:
+        """Stores what the turn produced and adds its usage to the run and the last step."""
+        last_step = turn.call_step or turn.step
+        if last_step is not None:
+            last_step.usage = turn.usage
+        if turn.call_step is not None:
+            calls = [turn.calls[i] for i in sorted(turn.calls)]
+            turn.call_step.step_details = {"type": "tool_calls", "tool_calls": calls}
+            async with self._db.session() as session:
+                session.add(turn.call_step)
+        elif turn.message is not None:
+            reason = "max_tokens" if turn.finish_reason == "length" else None
+            await self._close_message(turn, reason=reason)
+        if turn.usage:
+            async with self._db.session() as session:
+                row = (await session.exec(select(RunRow).where(col(RunRow.id) == run.id))).one()
+                total = dict(row.usage or {})
+                for key, value in turn.usage.items():
+                    total[key] = total.get(key, 0) + value
+                row.usage = total
+                session.add(row)
+
+    async def _save_partial(self, turn: _Turn) -> None:
+        """Keeps text streamed before a failure or cancel, so nothing shown is lost."""
+        if turn.message is not None and turn.message.status == "in_progress":
+            turn.message.content = _text_content(turn.text)
+            async with self._db.session() as session:
+                session.add(turn.message)
+
+
+def _new_step(run: RunRow, now: int, kind: str, details: Any, *, key: str) -> RunStepRow:
+    return RunStepRow(
+        id=new_id("step"),
+        run_id=run.id,
+        thread_id=run.thread_id,
+        assistant_id=run.assistant_id,
+        created_at=now,
+        type=kind,
+        status="in_progress",
+        step_details={"type": kind, key: details},
+        expired_at=None,
+    )
+
+
+def _text_content(text: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": {"value": text, "annotations": []}}] if text else []
+
+
+def _required_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": call["id"],
+            "type": "function",
+            "function": {
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+            },
+        }
+        for call in calls
+    ]
+
+
+def _chat_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function = {k: v for k, v in tool["function"].items() if v is not None}
+    function.setdefault("parameters", {"type": "object", "properties": {}})
+    return {"type": "function", "function": function}
+
+
+def _chat_tool_choice(choice: Any) -> Any:
+    if isinstance(choice, str):
+        return choice
+    if choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice["function"]["name"]}}
+    return {"type": "function", "function": {"name": choice["type"]}}
+
+
+def _chat_response_format(value: Any) -> dict[str, Any]:
+    if value.get("type") != "json_schema":
+        return {"type": value["type"]}
+    schema = {k: v for k, v in value["json_schema"].items() if v is not None}
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:500]
+    return exc.message[:500]
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}

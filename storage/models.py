@@ -1,0 +1,120 @@
+"""Engine tables: assistants, threads, messages, runs and run steps.
+
+Every table has an integer `seq` primary key that only grows, so list order and `after`/`before`
+cursors are exact even when two rows share a `created_at` second; the public `id` is unique.
+JSON columns hold the wire-shaped parts (tools, content, step details) as the API returns them.
+Files, vector stores and the bot's tables get their own modules beside this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+__all__ = ["AssistantRow", "MessageRow", "RunRow", "RunStepRow", "ThreadRow"]
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=JSON, nullable=nullable)
+
+
+class AssistantRow(SQLModel, table=True):
+    __tablename__ = "assistant"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, index=True, max_length=64)
+    created_at: int
+    model: str
+    name: str | None = None
+    description: str | None = None
+    instructions: str | None = None
+    tools: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    tool_resources: dict[str, Any] | None = _json()
+    meta: dict[str, str] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: Any = _json()
+
+
+class ThreadRow(SQLModel, table=True):
+    __tablename__ = "thread"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, index=True, max_length=64)
+    created_at: int
+    tool_resources: dict[str, Any] | None = _json()
+    meta: dict[str, str] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+
+
+class MessageRow(SQLModel, table=True):
+    __tablename__ = "message"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, index=True, max_length=64)
+    thread_id: str = Field(index=True, max_length=64)
+    created_at: int
+    role: str
+    status: str = "completed"
+    content: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    attachments: list[dict[str, Any]] | None = _json()
+    meta: dict[str, str] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+    assistant_id: str | None = None
+    run_id: str | None = Field(default=None, index=True, max_length=64)
+    completed_at: int | None = None
+    incomplete_at: int | None = None
+    incomplete_details: dict[str, Any] | None = _json()
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, index=True, max_length=64)
+    thread_id: str = Field(index=True, max_length=64)
+    assistant_id: str
+    created_at: int
+    status: str = Field(index=True)
+    model: str
+    instructions: str = ""
+    tools: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    meta: dict[str, str] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    truncation_strategy: dict[str, Any] | None = _json()
+    tool_choice: Any = _json()
+    parallel_tool_calls: bool = True
+    response_format: Any = _json()
+    required_action: dict[str, Any] | None = _json()
+    last_error: dict[str, Any] | None = _json()
+    incomplete_details: dict[str, Any] | None = _json()
+    usage: dict[str, int] | None = _json()
+    started_at: int | None = None
+    expires_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
+
+
+class RunStepRow(SQLModel, table=True):
+    __tablename__ = "run_step"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, index=True, max_length=64)
+    run_id: str = Field(index=True, max_length=64)
+    thread_id: str = Field(index=True, max_length=64)
+    assistant_id: str
+    created_at: int
+    type: str
+    status: str
+    step_details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    meta: dict[str, str] | None = _json()
+    last_error: dict[str, Any] | None = _json()
+    usage: dict[str, int] | None = _json()
+    expired_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
