@@ -1,0 +1,72 @@
+"""The `slack-assistants` command: run, serve, chat, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.assistants_file import AssistantsFileError
+from bot.logs import configure_logging
+from bot.settings import Settings
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="slack-assistants", description="Assistants in Slack, on an embedded engine."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve only the Assistants v2 REST API (no Slack)")
+    chat_parser = commands.add_parser("chat", help="talk to an assistant in the terminal")
+    chat_parser.add_argument("--assistant", help="name from assistants.yml (default: the DM one)")
+    chat_parser.add_argument("--new", action="store_true", help="start a fresh conversation")
+    commands.add_parser("check", help="validate settings, assistants.yml, database and model")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            print(f"error: {name}: {error['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "chat":
+            from bot.chat import chat
+
+            return asyncio.run(chat(settings, assistant=args.assistant, new=args.new))
+        from bot.check import check
+
+        return asyncio.run(check(settings))
+    except AssistantsFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(settings: Settings) -> int:
+    from bot.runtime import Runtime
+    from bot.server import http_app
+
+    key = settings.assistants_api_key
+    if key is None or not key.get_secret_value():
+        print(
+            "error: ASSISTANTS_API_KEY is not set. `serve` exposes the REST API, which needs a "
+            "bearer key: set ASSISTANTS_API_KEY in the environment or .env.",
+            file=sys.stderr,
+        )
+        return 2
+    logging.getLogger("bot").info("serving the Assistants API on port %s", settings.port)
+    web.run_app(http_app(Runtime(settings)), port=settings.port, print=None)
+    return 0

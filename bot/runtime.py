@@ -1,0 +1,53 @@
+"""What every command needs: the database, the model client and the engine, built from
+settings, started together and closed in reverse order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import openai
+
+from assistants import Engine, RunnerConfig
+from bot.settings import Settings
+from storage import Database, database_url_for
+
+__all__ = ["Runtime", "open_runtime"]
+
+
+class Runtime:
+    """Built synchronously (so routes can be wired to it), started and closed asynchronously."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(database_url_for(settings.database_url, settings.data_dir))
+        self.model = openai.AsyncOpenAI(
+            api_key=settings.model_api_key(),
+            base_url=settings.openai_base_url,
+            max_retries=settings.model_max_retries,
+            timeout=settings.model_timeout,
+        )
+        self.engine = Engine(
+            db=self.db,
+            model=self.model,
+            config=RunnerConfig(context_tokens=settings.context_tokens),
+        )
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def close(self) -> None:
+        await self.engine.close()
+        await self.model.close()
+        await self.db.dispose()
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings)
+    try:
+        await runtime.start()
+        yield runtime
+    finally:
+        await runtime.close()

@@ -1,0 +1,41 @@
+"""Settings from the environment and `.env` (names and defaults as in DESIGN.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    #: Retries of a failed model request (429, 5xx, connection errors), with backoff.
+    model_max_retries: int = Field(default=3, ge=0, le=10)
+    #: Seconds before a model request with no response is abandoned.
+    model_timeout: float = Field(default=120.0, gt=0)
+    #: Prompt budget (estimated tokens) for runs without max_prompt_tokens.
+    context_tokens: int = Field(default=100_000, ge=1_000)
+
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    assistants_file: Path = Path("assistants.yml")
+    assistants_api_key: SecretStr | None = None
+    port: int = Field(default=3000, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    def model_api_key(self) -> str:
+        """Local model servers (vLLM, Ollama, llama.cpp) take any key; the SDK needs one."""
+        if self.openai_api_key is not None:
+            return self.openai_api_key.get_secret_value()
+        return "unused" if self.openai_base_url else ""
