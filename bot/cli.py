@@ -23,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="slack-assistants", description="Assistants in Slack, on an embedded engine."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the Slack bot (and the REST API when enabled)")
     commands.add_parser("serve", help="serve only the Assistants v2 REST API (no Slack)")
     chat_parser = commands.add_parser("chat", help="talk to an assistant in the terminal")
     chat_parser.add_argument("--assistant", help="name from assistants.yml (default: the DM one)")
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     try:
+        if args.command == "run":
+            return _run(settings)
         if args.command == "serve":
             return _serve(settings)
         if args.command == "chat":
@@ -53,6 +56,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _run(settings: Settings) -> int:
+    from bot.runtime import Runtime
+    from bot.server import http_app
+
+    missing = [
+        name
+        for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+        if getattr(settings, name.lower()) is None
+    ]
+    if missing:
+        for name in missing:
+            print(f"error: {name} is not set.", file=sys.stderr)
+        print(
+            "Create the Slack app from manifest.yml (https://api.slack.com/apps -> Create New App "
+            "-> From a manifest), install it, and put the bot token (xoxb-...) and the signing "
+            "secret into .env or the environment. See README.md.",
+            file=sys.stderr,
+        )
+        return 2
+    mode = "Socket Mode" if settings.slack_app_token else "HTTP mode (POST /slack/events)"
+    logging.getLogger("bot").info("starting the bot in %s on port %s", mode, settings.port)
+    web.run_app(http_app(Runtime(settings), slack=True), port=settings.port, print=None)
+    return 0
 
 
 def _serve(settings: Settings) -> int:

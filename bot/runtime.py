@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import openai
 
-from assistants import Engine, RunnerConfig
+from assistants import Clock, Engine, RunnerConfig
 from bot.settings import Settings
 from storage import Database, database_url_for
 
@@ -18,7 +18,7 @@ __all__ = ["Runtime", "open_runtime"]
 class Runtime:
     """Built synchronously (so routes can be wired to it), started and closed asynchronously."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(database_url_for(settings.database_url, settings.data_dir))
@@ -31,6 +31,7 @@ class Runtime:
         self.engine = Engine(
             db=self.db,
             model=self.model,
+            clock=clock,
             config=RunnerConfig(context_tokens=settings.context_tokens),
         )
 

@@ -8,13 +8,25 @@ from storage.models import (
     RunStepRow,
     ThreadRow,
 )
+from storage.slack import (
+    AssistantChoiceRow,
+    ProcessedEventRow,
+    QueuedMessageRow,
+    ReminderRow,
+    SlackThreadRow,
+)
 
 __all__ = [
+    "AssistantChoiceRow",
     "AssistantRow",
     "Database",
     "MessageRow",
+    "ProcessedEventRow",
+    "QueuedMessageRow",
+    "ReminderRow",
     "RunRow",
     "RunStepRow",
+    "SlackThreadRow",
     "ThreadRow",
     "database_url_for",
 ]

@@ -18,7 +18,9 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+# Importing the table modules registers their tables on SQLModel.metadata.
+import storage.models
+import storage.slack  # noqa: F401
 
 __all__ = ["Database", "database_url_for"]
 

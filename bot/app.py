@@ -1,0 +1,177 @@
+"""The Slack bot: a Bolt `AsyncApp` wired to the engine, the conversations and the handlers.
+
+bot = await Bot.start(runtime)      # syncs assistants.yml, resumes queued messages
+response = await bot.dispatch(request)
+await bot.close()
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete
+
+from assistants import Clock, Engine
+from bot.assistants_file import load_assistants_file, sync_assistants
+from bot.conversations import Conversations, Incoming, ReplyOptions
+from bot.directory import AssistantDirectory
+from bot.driver import RunDriver
+from bot.functions import FunctionContext, builtin_functions
+from bot.listeners import register_all
+from bot.reminders import Reminders
+from bot.runtime import Runtime
+from storage import Database, ProcessedEventRow
+
+__all__ = ["Bot", "slack_client"]
+
+log = logging.getLogger("bot.app")
+
+#: Seconds a processed event id is remembered (Slack retries within minutes).
+EVENT_MEMORY = 24 * 3600
+
+
+def slack_client(token: str, base_url: str) -> AsyncWebClient:
+    """The Web API client: 429s wait out `Retry-After`, dropped connections are retried."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=30,
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class Bot:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        app: AsyncApp,
+        client: AsyncWebClient,
+        directory: AssistantDirectory,
+        conversations: Conversations,
+        reminders: Reminders,
+        scheduler: AsyncIOScheduler,
+    ) -> None:
+        self.runtime, self.app, self.client = runtime, app, client
+        self.directory, self.conversations, self.reminders = directory, conversations, reminders
+        self._scheduler = scheduler
+        self.engine: Engine = runtime.engine
+
+    @classmethod
+    async def start(
+        cls,
+        runtime: Runtime,
+        *,
+        options: ReplyOptions | None = None,
+        clock: Clock | None = None,
+    ) -> Bot:
+        settings = runtime.settings
+        assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
+        clock = clock or runtime.engine.clock
+        client = slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        reminders = Reminders(db=runtime.db, client=client, clock=clock, scheduler=scheduler)
+        scheduler.add_job(
+            _forget_old_events, "interval", hours=1, args=(runtime.db, clock), id="event-purge"
+        )
+        functions = builtin_functions(reminders=reminders)
+        file = load_assistants_file(settings.assistants_file, functions.schemas())
+        ids = await sync_assistants(runtime.engine, file)
+        directory = AssistantDirectory(db=runtime.db, file=file, ids=ids, clock=clock)
+
+        def context(message: Incoming) -> FunctionContext:
+            return FunctionContext(
+                team_id=message.key.team_id,
+                channel_id=message.key.channel_id,
+                thread_ts=message.reply_thread_ts,
+                user_id=message.user_id,
+                client=client,
+                now=lambda: datetime.fromtimestamp(clock.now(), UTC),
+            )
+
+        conversations = Conversations(
+            db=runtime.db,
+            engine=runtime.engine,
+            directory=directory,
+            driver=RunDriver(engine=runtime.engine, functions=functions),
+            client=client,
+            clock=clock,
+            options=options or ReplyOptions(),
+            context=context,
+        )
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            logger=logging.getLogger("slack_bolt"),
+            # Listeners only queue the message (milliseconds), so Slack's 200 goes out after
+            # the message is stored: a crash before that makes Slack retry, never lose it.
+            process_before_response=True,
+        )
+        bot = cls(
+            runtime=runtime,
+            app=app,
+            client=client,
+            directory=directory,
+            conversations=conversations,
+            reminders=reminders,
+            scheduler=scheduler,
+        )
+        app.middleware(_once_per_event(runtime.db, clock))
+        register_all(app, bot)
+        scheduler.start()
+        await conversations.resume()
+        return bot
+
+    async def dispatch(self, request: web.Request) -> web.Response:
+        """`POST /slack/events`: Bolt verifies the signature, acks, and runs the listeners."""
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def close(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        await self.conversations.close()
+
+
+def _once_per_event(db: Database, clock: Clock) -> Any:
+    """Slack retries reuse `event_id`: the first delivery is taken, the others acked only."""
+
+    async def once_per_event(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        event_id = body.get("event_id")
+        if event_id:
+            try:
+                async with db.session() as session:
+                    session.add(ProcessedEventRow(event_id=event_id, received_at=clock.now()))
+            except IntegrityError:
+                log.info("duplicate delivery of %s ignored", event_id, extra={"event_id": event_id})
+                return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    return once_per_event
+
+
+async def _forget_old_events(db: Database, clock: Clock) -> None:
+    """Event ids older than a day can no longer be retried by Slack."""
+    async with db.session() as session:
+        await session.exec(
+            delete(ProcessedEventRow).where(
+                col(ProcessedEventRow.received_at) < clock.now() - EVENT_MEMORY
+            )
+        )

@@ -1,0 +1,342 @@
+"""Slack conversations: the durable per-thread queue and the engine thread behind each one.
+
+Every user message is written to the queue first (a unique row per Slack message, so a retried
+event or a mention that also arrives as a `message` is stored once), then one worker per
+Slack thread answers the queue in arrival order. A message that arrives while a run is active
+simply waits its turn: the user never sees the engine's thread lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from assistants import (
+    Clock,
+    Conflict,
+    Engine,
+    EngineError,
+    MessageCreate,
+    NotFound,
+    RunCreate,
+    ThreadCreate,
+)
+from bot.directory import AssistantDirectory
+from bot.driver import RunDriver, RunOutcome
+from bot.errors import friendly_error
+from bot.functions import FunctionContext
+from bot.slack_reply import SlackReply
+from storage import Database, QueuedMessageRow, SlackThreadRow
+
+__all__ = ["Conversations", "Incoming", "ReplyOptions", "ThreadKey"]
+
+log = logging.getLogger("bot.conversations")
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadKey:
+    """One conversation: a Slack thread, or ("", the DM's main conversation)."""
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    key: ThreadKey
+    reply_thread_ts: str
+    message_ts: str
+    user_id: str
+    text: str
+    files: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOptions:
+    interval: float = 0.7
+    #: Seconds a run works before its requester gets a "Stop" button.
+    stop_button_after: float = 3.0
+
+
+@dataclass(slots=True)
+class _Active:
+    thread_id: str
+    run_id: str | None = None
+
+
+class Conversations:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        engine: Engine,
+        directory: AssistantDirectory,
+        driver: RunDriver,
+        client: AsyncWebClient,
+        clock: Clock,
+        options: ReplyOptions = ReplyOptions(),
+        context: Callable[[Incoming], FunctionContext] | None = None,
+    ) -> None:
+        self._db, self._engine, self._directory = db, engine, directory
+        self._driver, self._client, self._clock, self._options = driver, client, clock, options
+        self._context = context or (lambda m: FunctionContext())
+        self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
+        self._kicked: set[ThreadKey] = set()
+        self.active: dict[ThreadKey, _Active] = {}
+
+    # -- queue --------------------------------------------------------------------------
+
+    async def enqueue(self, message: Incoming) -> bool:
+        """Stores the message and makes sure its thread's worker runs; False if seen before."""
+        row = QueuedMessageRow(
+            team_id=message.key.team_id,
+            channel_id=message.key.channel_id,
+            thread_ts=message.key.thread_ts,
+            reply_thread_ts=message.reply_thread_ts,
+            message_ts=message.message_ts,
+            user_id=message.user_id,
+            text=message.text,
+            files=message.files,
+            created_at=self._clock.now(),
+        )
+        try:
+            async with self._db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            return False  # the same Slack message again (retry, or mention + message)
+        self._kick(message.key)
+        return True
+
+    async def resume(self) -> None:
+        """Starts workers for messages a previous process accepted but did not answer."""
+        async with self._db.session() as session:
+            statement = select(
+                QueuedMessageRow.team_id, QueuedMessageRow.channel_id, QueuedMessageRow.thread_ts
+            ).where(col(QueuedMessageRow.status) == "pending")
+            keys = {ThreadKey(*row) for row in (await session.exec(statement)).all()}
+        for key in keys:
+            self._kick(key)
+
+    async def pending(self, key: ThreadKey) -> int:
+        async with self._db.session() as session:
+            rows = (await session.exec(_pending(key))).all()
+        return len(rows)
+
+    async def close(self) -> None:
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Waits until every queued message has been answered (tests, shutdown)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    def _kick(self, key: ThreadKey) -> None:
+        self._kicked.add(key)
+        if key not in self._workers:
+            worker = asyncio.create_task(self._drain(key), name=f"conversation {key}")
+            self._workers[key] = worker
+            worker.add_done_callback(lambda _t: self._workers.pop(key, None))
+
+    async def _drain(self, key: ThreadKey) -> None:
+        while True:
+            self._kicked.discard(key)
+            async with self._db.session() as session:
+                row = (await session.exec(_pending(key).limit(1))).first()
+            if row is None:
+                if key in self._kicked:  # enqueued while we were looking: look again
+                    continue
+                return
+            status = "failed"
+            try:
+                await self._answer(key, row)
+                status = "done"
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "answering failed",
+                    extra={"channel": key.channel_id, "thread_ts": row.reply_thread_ts},
+                )
+                await self._apologise(row)
+            finally:
+                async with self._db.session() as session:
+                    stored = await session.get(QueuedMessageRow, row.seq)
+                    if stored is not None and stored.status == "pending":
+                        stored.status = status
+                        session.add(stored)
+
+    # -- one answer ---------------------------------------------------------------------
+
+    async def _answer(self, key: ThreadKey, row: QueuedMessageRow) -> RunOutcome | None:
+        link = await self.link(key, create=True)
+        assert link is not None
+        assistant_name = link.assistant_name
+        if self._directory.find(assistant_name) is None:  # removed from assistants.yml
+            assistant_name = await self._directory.chosen(key.team_id, key.channel_id)
+        reply = SlackReply(
+            self._client,
+            channel=key.channel_id,
+            thread_ts=row.reply_thread_ts,
+            user_id=row.user_id,
+            team_id=key.team_id,
+            interval=self._options.interval,
+        )
+        status_task = asyncio.create_task(reply.set_status("is thinking…"))
+        incoming = Incoming(key, row.reply_thread_ts, row.message_ts, row.user_id, row.text)
+        params = RunCreate(
+            assistant_id=self._directory.id_for(assistant_name),
+            additional_messages=[
+                MessageCreate(
+                    role="user",
+                    content=row.text or "(empty message)",
+                    metadata={"slack_user": row.user_id, "slack_ts": row.message_ts},
+                )
+            ],
+        )
+        active = self.active[key] = _Active(link.engine_thread_id)
+        stop_button: asyncio.Task[None] | None = None
+        try:
+            try:
+                events = await self._create_run(link.engine_thread_id, params)
+            except EngineError as exc:
+                await reply.fail(friendly_error(exc))
+                return None
+
+            def on_run(run_id: str) -> None:
+                nonlocal stop_button
+                active.run_id = run_id
+                stop_button = asyncio.create_task(self._offer_stop(row, link, run_id))
+
+            return await self._driver.drive(
+                link.engine_thread_id, events, reply, self._context(incoming), on_run=on_run
+            )
+        finally:
+            self.active.pop(key, None)
+            for task in (status_task, stop_button):
+                if task is not None and not task.done():
+                    task.cancel()
+
+    async def _create_run(self, thread_id: str, params: RunCreate) -> Any:
+        """Creates the run, waiting out a run someone else started on the same engine thread."""
+        for _ in range(600):
+            try:
+                return await self._engine.runs.create_stream(thread_id, params)
+            except Conflict:
+                await asyncio.sleep(1.0)
+        raise Conflict("The conversation is busy; please try again.")
+
+    async def _offer_stop(self, row: QueuedMessageRow, link: SlackThreadRow, run_id: str) -> None:
+        await asyncio.sleep(self._options.stop_button_after)
+        from bot.listeners.actions import stop_button_blocks
+
+        try:
+            await self._client.chat_postEphemeral(
+                channel=row.channel_id,
+                user=row.user_id,
+                thread_ts=row.reply_thread_ts,
+                text="Still working on it. You can stop this answer.",
+                blocks=stop_button_blocks(link.engine_thread_id, run_id),
+            )
+        except Exception as exc:  # only a convenience: never let it disturb the answer
+            log.info("could not offer a stop button: %s", exc)
+
+    async def _apologise(self, row: QueuedMessageRow) -> None:
+        try:
+            await self._client.chat_postMessage(
+                channel=row.channel_id,
+                thread_ts=row.reply_thread_ts,
+                text=":warning: Sorry, something went wrong while answering. Please try again.",
+            )
+        except Exception:
+            log.exception("could not post the apology", extra={"channel": row.channel_id})
+
+    # -- thread links -------------------------------------------------------------------
+
+    async def link(self, key: ThreadKey, *, create: bool = False) -> SlackThreadRow | None:
+        """The engine thread behind a Slack conversation (made on first use when `create`)."""
+        async with self._db.session() as session:
+            row = (await session.exec(_link(key))).first()
+        if row is not None:
+            try:
+                await self._engine.threads.retrieve(row.engine_thread_id)
+                return row
+            except NotFound:  # deleted through the API: start over
+                await self.forget(key)
+        if not create:
+            return None
+        name = await self._directory.chosen(key.team_id, key.channel_id)
+        thread = await self._engine.threads.create(
+            ThreadCreate(
+                metadata={
+                    "slack_team": key.team_id,
+                    "slack_channel": key.channel_id,
+                    "slack_thread_ts": key.thread_ts,
+                }
+            )
+        )
+        row = SlackThreadRow(
+            team_id=key.team_id,
+            channel_id=key.channel_id,
+            thread_ts=key.thread_ts,
+            engine_thread_id=thread.id,
+            assistant_name=name,
+            created_at=self._clock.now(),
+        )
+        try:
+            async with self._db.session() as session:
+                session.add(row)
+        except IntegrityError:  # made concurrently (another replica): use theirs
+            async with self._db.session() as session:
+                return (await session.exec(_link(key))).one()
+        return row
+
+    async def follows(self, key: ThreadKey) -> bool:
+        """Whether the bot takes part in this Slack thread."""
+        async with self._db.session() as session:
+            return (await session.exec(_link(key))).first() is not None
+
+    async def forget(self, key: ThreadKey) -> None:
+        """The next message in this conversation starts a fresh engine thread."""
+        async with self._db.session() as session:
+            row = (await session.exec(_link(key))).first()
+            if row is not None:
+                await session.delete(row)
+
+    async def switch(self, key: ThreadKey, assistant_name: str) -> None:
+        async with self._db.session() as session:
+            row = (await session.exec(_link(key))).first()
+            if row is not None:
+                row.assistant_name = assistant_name
+                session.add(row)
+
+
+def _link(key: ThreadKey) -> Any:
+    return select(SlackThreadRow).where(
+        col(SlackThreadRow.team_id) == key.team_id,
+        col(SlackThreadRow.channel_id) == key.channel_id,
+        col(SlackThreadRow.thread_ts) == key.thread_ts,
+    )
+
+
+def _pending(key: ThreadKey) -> Any:
+    return (
+        select(QueuedMessageRow)
+        .where(
+            col(QueuedMessageRow.team_id) == key.team_id,
+            col(QueuedMessageRow.channel_id) == key.channel_id,
+            col(QueuedMessageRow.thread_ts) == key.thread_ts,
+            col(QueuedMessageRow.status) == "pending",
+        )
+        .order_by(col(QueuedMessageRow.seq))
+    )

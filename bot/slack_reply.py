@@ -1,0 +1,294 @@
+"""One answer being written into a Slack thread: streamed, throttled, and never lost.
+
+Slack's streaming methods (`chat.startStream` / `appendStream` / `stopStream`) show the answer
+as it is written. Writes are coalesced so one message gets at most one write per `interval`
+(appendStream is Tier 4, chat.update Tier 3). When streaming is unavailable, or a stream
+expires (`message_not_in_streaming_state`, after about five minutes), the same message is
+finished with `chat.update` instead: the user always gets the whole answer. A 429 is retried
+by slack_sdk's retry handler after `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.rendering import fallback_text, markdown_blocks, split_markdown
+
+__all__ = ["SlackReply", "strip_markers"]
+
+log = logging.getLogger("bot.reply")
+
+#: Errors meaning "this workspace or app cannot stream": fall back to post + update.
+_NO_STREAMING = {
+    "unknown_method",
+    "not_allowed_token_type",
+    "missing_scope",
+    "feature_not_enabled",
+    "method_deprecated",
+    "invalid_arguments",
+    "not_in_streaming_beta",
+}
+_STREAM_GONE = {"message_not_in_streaming_state", "message_not_found", "cant_update_message"}
+_MARKER = re.compile(r"【[^】]*】")
+
+
+def strip_markers(text: str) -> tuple[str, str]:
+    """Removes citation markers; returns (safe text, held-back tail of an unclosed marker)."""
+    text = _MARKER.sub("", text)
+    start = text.rfind("【")
+    if start == -1:
+        return text, ""
+    return text[:start], text[start:]
+
+
+class SlackReply:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        thread_ts: str,
+        user_id: str | None,
+        team_id: str | None,
+        interval: float = 0.7,
+        max_chars: int = 11_000,
+        timeout: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._channel, self._thread_ts = channel, thread_ts
+        self._user_id, self._team_id = user_id, team_id
+        self._interval, self._max_chars, self._timeout = interval, max_chars, timeout
+        self._streaming = True
+        self._ts: str | None = None  # the message being written
+        self.message_ts: list[str] = []  # every message this answer used, in order
+        self._shown = ""  # text already in the current message
+        self._pending = ""  # text waiting for the next write
+        self._held = ""  # an unfinished citation marker, kept back until it closes
+        self._last_write = 0.0
+        self._wake = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self.writes = 0
+
+    # -- status -------------------------------------------------------------------------
+
+    async def set_status(self, status: str) -> None:
+        """The "is thinking…" line under the thread; a failure here never blocks the answer."""
+        try:
+            async with asyncio.timeout(3):
+                await self._client.assistant_threads_setStatus(
+                    channel_id=self._channel, thread_ts=self._thread_ts, status=status
+                )
+        except (SlackApiError, TimeoutError, OSError) as exc:
+            log.info("setStatus failed (ignored): %s", _error_code(exc))
+
+    # -- writing ------------------------------------------------------------------------
+
+    def append(self, markdown: str) -> None:
+        """Queues streamed text; citation markers never reach Slack."""
+        safe, self._held = strip_markers(self._held + markdown)
+        if not safe:
+            return
+        self._pending += safe
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._run_pump(), name="slack reply pump")
+        self._wake.set()
+
+    async def finish(
+        self, final_markdown: str | None = None, blocks: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Writes what is left and ends the message.
+
+        `final_markdown`, when given, is the answer as it should finally read (footnotes
+        instead of citation markers); if it differs from what was streamed, the message is
+        rewritten with it.
+        """
+        await self._stop_pump()
+        streamed = self._shown + self._pending
+        final = final_markdown if final_markdown is not None else streamed
+        if self._ts is None and not self.message_ts:
+            await self._post_whole(final or "_(no answer)_", blocks)
+            return
+        single_message = len(self.message_ts) <= 1
+        if single_message and final != streamed and len(final) <= self._max_chars:
+            self._pending = ""
+            await self._end_current(blocks=())
+            await self._rewrite(final, blocks)
+            return
+        await self._flush()
+        await self._end_current(blocks=blocks)
+
+    async def fail(self, text: str) -> None:
+        """Ends the answer with a short notice after whatever was already shown."""
+        await self._stop_pump()
+        if self._ts is None and not self.message_ts:
+            await self._post_whole(text, ())
+            return
+        self._pending += f"\n\n{text}"
+        await self._flush()
+        await self._end_current(blocks=())
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _run_pump(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            wait = self._last_write + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._flush()
+
+    async def _stop_pump(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None
+
+    async def _flush(self) -> None:
+        while self._pending:
+            room = self._max_chars - len(self._shown)
+            if room <= 0 or (len(self._pending) > room and self._ts is not None):
+                await self._end_current(blocks=())
+                continue
+            piece = self._pending[:room] if len(self._pending) > room else self._pending
+            if len(piece) < len(self._pending):
+                piece = split_markdown(self._pending, room)[0]
+            await self._write(piece)
+            self._pending = self._pending[len(piece) :]
+
+    async def _write(self, piece: str) -> None:
+        self._last_write = time.monotonic()
+        if self._streaming:
+            try:
+                await self._stream_write(piece)
+                return
+            except SlackApiError as exc:
+                code = _error_code(exc)
+                if code not in _NO_STREAMING | _STREAM_GONE:
+                    raise
+                log.info("streaming unavailable (%s); continuing with chat.update", code)
+                self._streaming = False
+        await self._update_write(piece)
+
+    async def _stream_write(self, piece: str) -> None:
+        if self._ts is None:
+            kwargs: dict[str, Any] = {}
+            if not self._channel.startswith("D"):
+                kwargs = {"recipient_user_id": self._user_id, "recipient_team_id": self._team_id}
+            response = await self._call(
+                self._client.chat_startStream,
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                markdown_text=piece,
+                **kwargs,
+            )
+            self._begin(str(response["ts"]))
+        else:
+            await self._call(
+                self._client.chat_appendStream,
+                channel=self._channel,
+                ts=self._ts,
+                markdown_text=piece,
+            )
+        self._shown += piece
+
+    async def _update_write(self, piece: str) -> None:
+        text = self._shown + piece
+        if self._ts is None:
+            response = await self._call(
+                self._client.chat_postMessage,
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                text=fallback_text(text),
+                blocks=markdown_blocks(text),
+            )
+            self._begin(str(response["ts"]))
+        else:
+            await self._call(
+                self._client.chat_update,
+                channel=self._channel,
+                ts=self._ts,
+                text=fallback_text(text),
+                blocks=markdown_blocks(text),
+            )
+        self._shown = text
+
+    async def _end_current(self, *, blocks: Sequence[dict[str, Any]]) -> None:
+        """Closes the current message (stopStream, or a last update carrying `blocks`)."""
+        if self._ts is None:
+            if blocks:
+                await self._post_whole("", blocks)
+            return
+        needs_update = bool(blocks)
+        if self._streaming:
+            try:
+                extra = {"blocks": list(blocks)} if blocks else {}
+                await self._call(
+                    self._client.chat_stopStream, channel=self._channel, ts=self._ts, **extra
+                )
+                needs_update = False
+            except SlackApiError as exc:
+                if _error_code(exc) not in _STREAM_GONE:
+                    raise
+                log.info("stream expired; finishing the message with chat.update")
+                self._streaming = False
+                needs_update = True
+        if needs_update:
+            await self._call(
+                self._client.chat_update,
+                channel=self._channel,
+                ts=self._ts,
+                text=fallback_text(self._shown),
+                blocks=[*markdown_blocks(self._shown), *blocks],
+            )
+        self._ts, self._shown = None, ""
+
+    async def _rewrite(self, final: str, blocks: Sequence[dict[str, Any]]) -> None:
+        ts = self.message_ts[-1]
+        await self._call(
+            self._client.chat_update,
+            channel=self._channel,
+            ts=ts,
+            text=fallback_text(final),
+            blocks=[*markdown_blocks(final), *blocks],
+        )
+
+    async def _post_whole(self, markdown: str, blocks: Sequence[dict[str, Any]]) -> None:
+        pieces = split_markdown(markdown) if markdown else []
+        for index, piece in enumerate(pieces or [""]):
+            last = index == max(len(pieces) - 1, 0)
+            body = [*markdown_blocks(piece), *(blocks if last else ())]
+            response = await self._call(
+                self._client.chat_postMessage,
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                text=fallback_text(piece) or "Sources",
+                blocks=body,
+            )
+            self.message_ts.append(str(response["ts"]))
+
+    def _begin(self, ts: str) -> None:
+        self._ts = ts
+        self._shown = ""
+        self.message_ts.append(ts)
+
+    async def _call(self, method: Any, **kwargs: Any) -> Any:
+        self.writes += 1
+        async with asyncio.timeout(self._timeout * 4):  # includes 429 waits
+            return await method(**kwargs)
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "unknown"))
+    return type(exc).__name__
