@@ -32,6 +32,7 @@ from bot.directory import AssistantDirectory
 from bot.driver import RunDriver, RunOutcome
 from bot.errors import friendly_error
 from bot.functions import FunctionContext
+from bot.metrics import ANSWER_SECONDS, ANSWERS, EVENTS
 from bot.slack_reply import SlackReply
 from storage import Database, QueuedMessageRow, SlackThreadRow
 
@@ -111,7 +112,9 @@ class Conversations:
             async with self._db.session() as session:
                 session.add(row)
         except IntegrityError:
+            EVENTS.labels(outcome="duplicate").inc()
             return False  # the same Slack message again (retry, or mention + message)
+        EVENTS.labels(outcome="queued").inc()
         self._kick(message.key)
         return True
 
@@ -159,11 +162,14 @@ class Conversations:
                 return
             status = "failed"
             try:
-                await self._answer(key, row)
+                with ANSWER_SECONDS.time():
+                    outcome = await self._answer(key, row)
+                ANSWERS.labels(status=outcome.status if outcome else "refused").inc()
                 status = "done"
             except asyncio.CancelledError:
                 raise
             except Exception:
+                ANSWERS.labels(status="error").inc()
                 log.exception(
                     "answering failed",
                     extra={"channel": key.channel_id, "thread_ts": row.reply_thread_ts},

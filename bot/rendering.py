@@ -45,7 +45,7 @@ DEFAULT_SPLIT_LIMIT = 11_000
 _ZWSP = "\u200b"
 _ELLIPSIS = "…"
 _QUOTE_CHARS = 150
-_LONG_LINE = 20_000  # inline parsing is skipped beyond this (keeps worst cases linear-ish)
+_LONG_LINE = 20_000  # inline parsing is skipped beyond this
 
 # ----------------------------------------------------------------------------------- helpers
 
@@ -222,13 +222,13 @@ _SENTINELS = {_BOLD: "*", _ITALIC: "_", _STRIKE: "~"}
 
 # (pattern, markers): markers wrap the inner text; the order matters (longest runs first).
 _EMPHASIS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?<!\*)\*\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*\*(?!\*)"), "bi"),
-    (re.compile(r"(?<![\w_])___(?=[^\s_])(.+?)(?<=[^\s_])___(?![\w_])"), "bi"),
-    (re.compile(r"(?<!\*)\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*(?!\*)"), "b"),
-    (re.compile(r"(?<![\w_])__(?=[^\s_])(.+?)(?<=[^\s_])__(?![\w_])"), "b"),
-    (re.compile(r"(?<!~)~~(?=[^\s~])(.+?)(?<=[^\s~])~~(?!~)"), "s"),
-    (re.compile(r"(?<!\*)\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?!\*)"), "i"),
-    (re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])"), "i"),
+    (re.compile(r"(?<!\*)\*\*\*(?=[^\s*])(.{1,1000}?)(?<=[^\s*])\*\*\*(?!\*)"), "bi"),
+    (re.compile(r"(?<![\w_])___(?=[^\s_])(.{1,1000}?)(?<=[^\s_])___(?![\w_])"), "bi"),
+    (re.compile(r"(?<!\*)\*\*(?=[^\s*])(.{1,1000}?)(?<=[^\s*])\*\*(?!\*)"), "b"),
+    (re.compile(r"(?<![\w_])__(?=[^\s_])(.{1,1000}?)(?<=[^\s_])__(?![\w_])"), "b"),
+    (re.compile(r"(?<!~)~~(?=[^\s~])(.{1,1000}?)(?<=[^\s~])~~(?!~)"), "s"),
+    (re.compile(r"(?<!\*)\*(?=[^\s*])(.{1,1000}?)(?<=[^\s*])\*(?!\*)"), "i"),
+    (re.compile(r"(?<![\w_])_(?=[^\s_])(.{1,1000}?)(?<=[^\s_])_(?![\w_])"), "i"),
 ]
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -251,6 +251,48 @@ def _run_length(text: str, i: int, char: str) -> int:
     while j < len(text) and text[j] == char:
         j += 1
     return j - i
+
+
+def _code_close(text: str, start: int, run: int) -> int:
+    """Start of the backtick run of exactly `run` that closes a code span, or -1."""
+    j = text.find("`" * run, start)
+    while j >= 0:
+        end = j + _run_length(text, j, "`")
+        if end - j == run:
+            return j
+        j = text.find("`" * run, end)
+    return -1
+
+
+def _bracket_pairs(text: str) -> dict[int, int]:
+    """Index of each `[` → its matching `]`, in one pass (escapes and code spans skipped)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "`":
+            run = _run_length(text, i, "`")
+            close = _code_close(text, i + run, run)
+            i = close + run if close >= 0 else i + run
+            continue
+        if c == "[":
+            stack.append(i)
+        elif c == "]" and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    return pairs
+
+
+_DEST_CHAR = r"(?:[^\s()\\]|\\.)"
+# (<url> "title") or (url "title"), one level of balanced parentheses inside a bare url.
+_DESTINATION = re.compile(
+    rf"\([ \t]*(?:<([^<>\n]*)>|({_DEST_CHAR}*(?:\({_DEST_CHAR}*\){_DEST_CHAR}*)*))"
+    r"(?:[ \t]+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^()\n]*\)))?[ \t]*\)"
+)
 
 
 def _norm_label(label: str) -> str:
@@ -290,6 +332,7 @@ class _Inline:
             tokens.append(value)
 
         esc: Callable[[str], str] = (lambda s: s) if plain else _esc
+        pairs = _bracket_pairs(text) if links and "[" in text else {}
         i, n = 0, len(text)
         while i < n:
             c = text[i]
@@ -299,7 +342,7 @@ class _Inline:
                 continue
             if c == "`":
                 run = _run_length(text, i, "`")
-                close = self._code_close(text, i + run, run)
+                close = _code_close(text, i + run, run)
                 if close >= 0:
                     content = text[i + run : close].replace("\n", " ")
                     if len(content) > 2 and content[0] == " " == content[-1] and content.strip():
@@ -314,7 +357,7 @@ class _Inline:
                     i += run
                 continue
             if links and c == "!" and text.startswith("[", i + 1):
-                found = self._link(text, i + 1)
+                found = self._link(text, i + 1, pairs)
                 if found is not None:
                     label, url, end = found
                     alt = self.convert(label, plain=True, links=False)
@@ -322,7 +365,7 @@ class _Inline:
                     i = end
                     continue
             if links and c == "[":
-                found = self._link(text, i)
+                found = self._link(text, i, pairs)
                 if found is not None:
                     label, url, end = found
                     shown = self.convert(label, plain=plain, bold=bold, links=False)
@@ -334,7 +377,8 @@ class _Inline:
             if c == "<":
                 m = _SLACK_TOKEN.match(text, i)
                 if m is not None:
-                    atom(m.group())
+                    ref, bar, label = m.group()[1:-1].partition("|")
+                    atom(m.group() if plain else f"<{ref}{bar}{_esc(label)}>")
                     i = m.end()
                     continue
                 m = _AUTOLINK.match(text, i)
@@ -386,19 +430,6 @@ class _Inline:
         return work
 
     @staticmethod
-    def _code_close(text: str, start: int, run: int) -> int:
-        """Start of the backtick run of exactly `run` that closes a code span, or -1."""
-        j = text.find("`" * run, start)
-        while j >= 0:
-            end = j
-            while end < len(text) and text[end] == "`":
-                end += 1
-            if end - j == run:
-                return j
-            j = text.find("`" * run, end)
-        return -1
-
-    @staticmethod
     def _format_link(url: str, label: str, *, plain: bool, label_is_plain: bool) -> str:
         url = url.strip()
         if plain:
@@ -410,9 +441,9 @@ class _Inline:
             return f"<{_link_url(url)}>"
         return f"<{_link_url(url)}|{shown}>"
 
-    def _link(self, text: str, i: int) -> tuple[str, str, int] | None:
+    def _link(self, text: str, i: int, pairs: Mapping[int, int]) -> tuple[str, str, int] | None:
         """Parses `[label](url "title")`, `[label][ref]`, `[ref][]` or `[ref]` at text[i]."""
-        close = self._bracket_close(text, i)
+        close = pairs.get(i, -1)
         if close < 0:
             return None
         label = text[i + 1 : close]
@@ -424,7 +455,7 @@ class _Inline:
         if not self.defs:
             return None
         if k < len(text) and text[k] == "[":
-            close2 = self._bracket_close(text, k)
+            close2 = pairs.get(k, -1)
             if close2 > 0:
                 ref = text[k + 1 : close2] or label
                 url = self.defs.get(_norm_label(ref))
@@ -436,69 +467,13 @@ class _Inline:
         return None
 
     @staticmethod
-    def _bracket_close(text: str, i: int) -> int:
-        depth = 0
-        j = i
-        while j < len(text):
-            c = text[j]
-            if c == "\\":
-                j += 2
-                continue
-            if c == "`":
-                run = _run_length(text, j, "`")
-                close = _Inline._code_close(text, j + run, run)
-                j = close + run if close >= 0 else j + run
-                continue
-            if c == "[":
-                depth += 1
-            elif c == "]":
-                depth -= 1
-                if depth == 0:
-                    return j
-            j += 1
-        return -1
-
-    @staticmethod
     def _destination(text: str, k: int) -> tuple[str, int] | None:
-        """Parses `(url "title")` starting at text[k] == "("; returns (url, index after ")")."""
-        n = len(text)
-        j = k + 1
-        while j < n and text[j] in " \t":
-            j += 1
-        if j < n and text[j] == "<":
-            end = text.find(">", j + 1)
-            if end < 0 or "<" in text[j + 1 : end]:
-                return None
-            url = text[j + 1 : end]
-            j = end + 1
-        else:
-            start, depth = j, 0
-            while j < n and not text[j].isspace():
-                c = text[j]
-                if c == "\\" and j + 1 < n:
-                    j += 2
-                    continue
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    if depth == 0:
-                        break
-                    depth -= 1
-                j += 1
-            url = text[start:j]
-        while j < n and text[j] in " \t":
-            j += 1
-        if j < n and text[j] in "\"'(":
-            closing = ")" if text[j] == "(" else text[j]
-            end = text.find(closing, j + 1)
-            if end < 0:
-                return None
-            j = end + 1
-            while j < n and text[j] in " \t":
-                j += 1
-        if j >= n or text[j] != ")":
+        """Parses `(url "title")` at text[k] == "("; returns (url, index after ")")."""
+        m = _DESTINATION.match(text, k)
+        if m is None:
             return None
-        return _unescape_markdown(url), j + 1
+        url = m.group(1) if m.group(1) is not None else m.group(2)
+        return _unescape_markdown(url), m.end()
 
     @staticmethod
     def _emphasis(work: str, *, plain: bool, bold: bool) -> str:

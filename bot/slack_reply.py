@@ -21,7 +21,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.rendering import fallback_text, markdown_blocks, split_markdown
+from bot.rendering import fallback_text, markdown_blocks, split_markdown, split_markdown_pieces
 
 __all__ = ["SlackReply", "strip_markers"]
 
@@ -160,11 +160,16 @@ class SlackReply:
             if room <= 0 or (len(self._pending) > room and self._ts is not None):
                 await self._end_current(blocks=())
                 continue
-            piece = self._pending[:room] if len(self._pending) > room else self._pending
-            if len(piece) < len(self._pending):
-                piece = split_markdown(self._pending, room)[0]
-            await self._write(piece)
-            self._pending = self._pending[len(piece) :]
+            if len(self._pending) <= room:
+                await self._write(self._pending)
+                self._pending = ""
+                continue
+            # Too long for one message: send what fits, closing an open code fence, and
+            # reopen that fence at the start of the next message.
+            first, *rest = split_markdown_pieces(self._pending, room)
+            await self._write(first.prefix + first.body + first.suffix)
+            remainder = self._pending[len(first.body) :]
+            self._pending = (rest[0].prefix if rest else "") + remainder
 
     async def _write(self, piece: str) -> None:
         self._last_write = time.monotonic()

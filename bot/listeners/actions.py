@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from assistants import InvalidRequest, NotFound
 from bot.driver import FEEDBACK_ACTION
+from bot.metrics import FEEDBACK
 
 if TYPE_CHECKING:
     from bot.app import Bot
@@ -19,7 +19,6 @@ __all__ = ["STOP_ACTION", "register", "stop_button_blocks"]
 log = logging.getLogger("bot.actions")
 
 STOP_ACTION = "stop_answer"
-FEEDBACK = Counter("slack_assistants_feedback_total", "Answer feedback by value", ["value"])
 
 
 def stop_button_blocks(thread_id: str, run_id: str) -> list[dict[str, Any]]:

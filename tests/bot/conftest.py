@@ -86,11 +86,17 @@ def bot_settings(
 
 
 @pytest.fixture
-async def bot(bot_settings: Settings, clock: ManualClock) -> AsyncIterator[BotUnderTest]:
+def reply_options() -> ReplyOptions:
+    """Fast pacing for tests; a module overrides this fixture to test other pacing."""
+    return ReplyOptions(interval=0.05, stop_button_after=30)
+
+
+@pytest.fixture
+async def bot(
+    bot_settings: Settings, clock: ManualClock, reply_options: ReplyOptions
+) -> AsyncIterator[BotUnderTest]:
     runtime = Runtime(bot_settings, clock=clock)
-    app = http_app(
-        runtime, slack=True, reply_options=ReplyOptions(interval=0.05, stop_button_after=30)
-    )
+    app = http_app(runtime, slack=True, reply_options=reply_options)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
