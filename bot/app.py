@@ -82,7 +82,8 @@ class Bot:
         clock: Clock | None = None,
     ) -> Bot:
         settings = runtime.settings
-        assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
+        assert settings.slack_bot_token is not None, "checked by settings.missing_for_slack()"
+        secret = settings.slack_signing_secret
         clock = clock or runtime.engine.clock
         client = slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -117,7 +118,8 @@ class Bot:
         )
         app = AsyncApp(
             client=client,
-            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            # Socket Mode needs no secret; /slack/events then rejects every request.
+            signing_secret=secret.get_secret_value() if secret else "",
             logger=logging.getLogger("slack_bolt"),
             # Listeners only queue the message (milliseconds), so Slack's 200 goes out after
             # the message is stored: a crash before that makes Slack retry, never lose it.

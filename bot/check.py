@@ -28,15 +28,23 @@ async def check(settings: Settings, *, out: TextIO = sys.stdout) -> int:
         if not ok and fix:
             out.write(f"      fix: {fix}\n")
 
-    for name in ("slack_bot_token", "slack_signing_secret"):
-        present = getattr(settings, name) is not None
+    missing = settings.missing_for_slack()
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
         report(
-            present,
-            name.upper(),
-            "set" if present else "missing (needed by `slack-assistants run`)",
+            name not in missing,
+            name,
+            "missing (needed by `slack-assistants run`)" if name in missing else "ok",
             "create the Slack app from manifest.yml and copy the value into .env",
         )
-    mode = "Socket Mode" if settings.slack_app_token else "HTTP mode (POST /slack/events)"
+    app_token = settings.slack_app_token
+    if app_token is not None and not app_token.get_secret_value().startswith("xapp-"):
+        report(
+            False,
+            "SLACK_APP_TOKEN",
+            "is not an app-level token (xapp-…)",
+            "create one under Basic Information -> App-Level Tokens (connections:write)",
+        )
+    mode = "Socket Mode" if app_token else "HTTP mode (POST /slack/events)"
     report(True, "Slack mode", mode)
 
     try:

@@ -60,13 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: Settings) -> int:
     from bot.runtime import Runtime
-    from bot.server import http_app
+    from bot.server import StartupError, http_app
 
-    missing = [
-        name
-        for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
-        if getattr(settings, name.lower()) is None
-    ]
+    missing = settings.missing_for_slack()
     if missing:
         for name in missing:
             print(f"error: {name} is not set.", file=sys.stderr)
@@ -79,7 +75,11 @@ def _run(settings: Settings) -> int:
         return 2
     mode = "Socket Mode" if settings.slack_app_token else "HTTP mode (POST /slack/events)"
     logging.getLogger("bot").info("starting the bot in %s on port %s", mode, settings.port)
-    web.run_app(http_app(Runtime(settings), slack=True), port=settings.port, print=None)
+    try:
+        web.run_app(http_app(Runtime(settings), slack=True), port=settings.port, print=None)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -888,8 +888,13 @@ def _strip_markers(text: str) -> str:
         had_space = m.group().startswith((" ", "\t"))
         return " " if had_space and before.isalnum() and after.isalnum() else ""
 
-    text = _MARKER.sub(drop, text)
-    text = _PARTIAL_MARKER.sub("", text)
+    # Removing one marker can join the text around it into another ("【a【1†x】†】"):
+    # repeat until nothing marker-shaped is left.
+    while True:
+        stripped = _PARTIAL_MARKER.sub("", _MARKER.sub(drop, text))
+        if stripped == text:
+            break
+        text = stripped
     return _SANDBOX_LINK.sub(lambda m: m.group(2) or m.group(3).rsplit("/", 1)[-1], text)
 
 

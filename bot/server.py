@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,11 +14,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from assistants.api import api_app
 from bot.runtime import Runtime
 
-__all__ = ["RUNTIME", "SLACK", "SlackSlot", "http_app"]
+__all__ = ["RUNTIME", "SLACK", "SlackSlot", "StartupError", "http_app"]
 
 log = logging.getLogger("bot.server")
 
 RUNTIME = web.AppKey("runtime", Runtime)
+
+
+class StartupError(Exception):
+    """The bot cannot start as configured; the message says what to fix."""
 
 
 @dataclass
@@ -25,6 +31,7 @@ class SlackSlot:
 
     bot: object | None = None  # bot.app.Bot; typed loosely so `serve` never imports Slack code
     options: object | None = None
+    socket: Any = None  # the Socket Mode handler, when connected that way
 
 
 SLACK = web.AppKey("slack", SlackSlot)
@@ -67,18 +74,39 @@ async def _slack_lifetime(app: web.Application) -> AsyncIterator[None]:
     options = app[SLACK].options
     bot = await Bot.start(runtime, options=options if isinstance(options, ReplyOptions) else None)
     app[SLACK].bot = bot
-    socket = None
     app_token = runtime.settings.slack_app_token
-    if app_token is not None:
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    socket = None
+    try:
+        if app_token is not None:
+            socket = await _connect_socket(bot, app_token.get_secret_value())
+            app[SLACK].socket = socket
+        yield
+    finally:
+        if socket is not None:
+            await socket.close_async()
+        await bot.close()
 
-        socket = AsyncSocketModeHandler(bot.app, app_token.get_secret_value())
-        await socket.connect_async()
-        log.info("connected to Slack in Socket Mode")
-    yield
-    if socket is not None:
-        await socket.close_async()
-    await bot.close()
+
+async def _connect_socket(bot: Any, app_token: str) -> Any:
+    """Socket Mode, after one explicit `apps.connections.open`: the client would retry a bad
+    token forever, leaving a process that never listens; a clear error is better."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        async with asyncio.timeout(30):
+            await bot.client.apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        raise StartupError(
+            f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}): use the app-level "
+            "token (xapp-...) with the connections:write scope, see README.md."
+        ) from exc
+    except (TimeoutError, OSError) as exc:
+        raise StartupError(f"cannot reach Slack to open Socket Mode: {exc!r}") from exc
+    socket = AsyncSocketModeHandler(bot.app, app_token)
+    await socket.connect_async()
+    log.info("connected to Slack in Socket Mode")
+    return socket
 
 
 async def _slack_events(request: web.Request) -> web.StreamResponse:
@@ -95,6 +123,9 @@ async def _healthz(request: web.Request) -> web.Response:
         await request.app[RUNTIME].db.ping()
     except Exception as exc:  # any database failure means "not healthy", with the reason
         return web.json_response({"status": "error", "database": type(exc).__name__}, status=503)
+    socket = request.app[SLACK].socket
+    if socket is not None and not await socket.client.is_connected():
+        return web.json_response({"status": "error", "slack": "socket disconnected"}, status=503)
     return web.json_response({"status": "ok"})
 
 

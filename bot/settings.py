@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: str = "INFO"
 
+    def missing_for_slack(self) -> list[str]:
+        """Variables `run` cannot start without: the signing secret only verifies HTTP-mode
+        requests, so Socket Mode does not need it."""
+        missing = [] if self.slack_bot_token else ["SLACK_BOT_TOKEN"]
+        if self.slack_app_token is None and not self.slack_signing_secret:
+            missing.append("SLACK_SIGNING_SECRET")
+        return missing
+
     def model_api_key(self) -> str:
         """Local model servers (vLLM, Ollama, llama.cpp) take any key; the SDK needs one."""
         if self.openai_api_key is not None:

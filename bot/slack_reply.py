@@ -161,8 +161,10 @@ class SlackReply:
                 await self._end_current(blocks=())
                 continue
             if len(self._pending) <= room:
-                await self._write(self._pending)
-                self._pending = ""
+                piece = self._pending
+                await self._write(piece)
+                # append() may have added text while the write was in flight: keep it.
+                self._pending = self._pending[len(piece) :]
                 continue
             # Too long for one message: send what fits, closing an open code fence, and
             # reopen that fence at the start of the next message.

@@ -12,6 +12,13 @@ events through Bolt, so the honest fake is a real HTTP server on both sides:
 * **Events API** (``fake.deliver``, ``fake.command``, ``fake.action``): signed requests to the
   bot's ``/slack/events``, with Slack's retry headers on demand. A user message delivered this
   way is also stored, as it would already exist in Slack when its event arrives.
+* **Socket Mode** (``fake.socket_deliver``, ``fake.socket_disconnect``, ``fake.socket_close``):
+  ``apps.connections.open`` takes the app-level token (``fake.app_token``, ``xapp-``) and
+  answers a single-use ``ws://.../link/?ticket=...`` URL on the same server; the WebSocket
+  greets with ``hello``, carries envelopes (``events_api``, ``slash_commands``,
+  ``interactive``) and takes the client's ``{"envelope_id": ...}`` acks. This is what
+  ``slack_sdk.socket_mode.aiohttp.SocketModeClient`` (Bolt's default async Socket Mode
+  client) expects.
 
 Tests wait on what the fake recorded (``next_call``, ``wait_for``), never on the clock.
 
@@ -60,6 +67,8 @@ __all__ = [
     "Delivery",
     "RateLimit",
     "SlackFake",
+    "SocketConnection",
+    "SocketDelivery",
     "run_slack_fake",
 ]
 
@@ -72,6 +81,7 @@ MAX_LOADING_MESSAGES = 10
 
 _TS_START = 1_700_000_000_000_000  # microseconds; the first generated ts is 1700000000.000100
 _TS_STEP = 100
+_SOCKET_HOST = "applink-fake"  # debug_info.host in Socket Mode hello/disconnect messages
 _CHANNEL_ID = re.compile(r"^[CDG][A-Z0-9]+$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
 
@@ -153,6 +163,35 @@ class Delivery:
 
     def json(self) -> Any:
         return json.loads(self.text)
+
+
+@dataclass
+class SocketConnection:
+    """One Socket Mode WebSocket, opened with a ticket from ``apps.connections.open``.
+
+    ``received`` holds every JSON frame the client sent on it (acks), in order. Once told to
+    ``disconnect`` (any reason but ``warning``) the fake routes no further envelopes to it.
+    """
+
+    ticket: str
+    ws: web.WebSocketResponse = field(repr=False)
+    received: list[Json] = field(default_factory=list)
+    disconnect_reason: str | None = None
+    closed: bool = False
+
+    @property
+    def live(self) -> bool:
+        return not self.closed and self.disconnect_reason is None
+
+
+@dataclass(frozen=True)
+class SocketDelivery:
+    """An envelope sent over Socket Mode and the client's ack (``None``: none in time)."""
+
+    envelope: Json
+    ack: Json | None
+    connection: int  # index into ``SlackFake.socket_connections``; -1: none was live
+    elapsed: float  # seconds until the ack; Slack retries after 3 s without one
 
 
 StreamState = Literal["streaming", "stopped", "expired"]
@@ -272,6 +311,15 @@ def _other_chunks(args: Json) -> list[Json]:
     ]
 
 
+def _envelope_type(payload: Json) -> str:
+    """The Socket Mode envelope type Slack uses for a payload of this shape."""
+    if payload.get("type") == "event_callback":
+        return "events_api"
+    if "command" in payload:
+        return "slash_commands"
+    return "interactive"
+
+
 def _check_blocks(blocks: Any) -> None:
     if blocks is None:
         return
@@ -295,6 +343,7 @@ class SlackFake:
         self,
         *,
         bot_token: str = "xoxb-test",
+        app_token: str = "xapp-test",
         signing_secret: str = "test-signing-secret",
         team_id: str = "T1",
         team_name: str = "Test",
@@ -309,6 +358,7 @@ class SlackFake:
         self.url = ""
         self.root_url = ""
         self.bot_token = bot_token
+        self.app_token = app_token  # app-level token: apps.connections.open only
         self.signing_secret = signing_secret
         self.team_id = team_id
         self.team_name = team_name
@@ -328,6 +378,8 @@ class SlackFake:
         self.files: dict[str, Json] = {}
         self.ephemerals: list[Json] = []
         self.home_views: dict[str, Json] = {}
+        self.socket_connections: list[SocketConnection] = []  # every one opened, oldest first
+        self.socket_deliveries: list[SocketDelivery] = []
 
         self._messages: dict[str, list[Json]] = {}
         self._streams: dict[tuple[str, str], _Stream] = {}
@@ -339,6 +391,8 @@ class SlackFake:
         self._forced_429: dict[str, deque[int]] = {}
         self._windows: dict[tuple[str, str], deque[float]] = {}
         self._consumed: dict[str, int] = {}
+        self._tickets: set[str] = set()  # issued by apps.connections.open, not yet used
+        self._acks: dict[str, asyncio.Future[Json]] = {}  # envelope_id -> the client's ack
         self._changed = asyncio.Condition()
         self._ts = _TS_START
         self._ids = itertools.count(1)
@@ -366,6 +420,7 @@ class SlackFake:
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "files.info": self._files_info,
+            "apps.connections.open": self._apps_connections_open,
         }
 
         self.add_user(bot_user_id, "assistant", real_name="Assistant", is_bot=True)
@@ -727,7 +782,22 @@ class SlackFake:
         team_id: str = "T1",
     ) -> Delivery:
         """A slash command, form-encoded as Slack sends it; ``response_url`` points here."""
-        form = {
+        form = self.command_payload(command, text, user_id, channel_id, team_id)
+        body = urlencode(form).encode()
+        return await self._post_signed(target_url, body, "application/x-www-form-urlencoded")
+
+    def command_payload(
+        self,
+        command: str = "/assistant",
+        text: str = "",
+        user_id: str = "U1",
+        channel_id: str = "C1",
+        team_id: str = "T1",
+    ) -> dict[str, str]:
+        """A slash command's fields (all strings, as in Slack's form body and Socket Mode
+        payload); ``response_url`` points here. ``command()`` posts it, ``socket_deliver``
+        sends it as a ``slash_commands`` envelope."""
+        return {
             "token": "verification-token",
             "team_id": team_id,
             "team_domain": "test",
@@ -742,8 +812,6 @@ class SlackFake:
             "response_url": self._response_url(),
             "trigger_id": self._trigger_id(),
         }
-        body = urlencode(form).encode()
-        return await self._post_signed(target_url, body, "application/x-www-form-urlencoded")
 
     async def action(self, target_url: str, payload: Json) -> Delivery:
         """An interactivity request: form field ``payload=<json>``.
@@ -751,6 +819,12 @@ class SlackFake:
         Missing ``token``, ``api_app_id``, ``team``, ``trigger_id`` and (for block actions)
         ``response_url`` are filled in; everything else is sent as given.
         """
+        full = self.action_payload(payload)
+        body = urlencode({"payload": json.dumps(full)}).encode()
+        return await self._post_signed(target_url, body, "application/x-www-form-urlencoded")
+
+    def action_payload(self, payload: Json) -> Json:
+        """``payload`` completed as ``action()`` sends it (for ``socket_deliver``)."""
         full = {
             "token": "verification-token",
             "api_app_id": self.app_id,
@@ -760,8 +834,7 @@ class SlackFake:
         }
         if full.get("type") == "block_actions":
             full.setdefault("response_url", self._response_url())
-        body = urlencode({"payload": json.dumps(full)}).encode()
-        return await self._post_signed(target_url, body, "application/x-www-form-urlencoded")
+        return full
 
     async def _post_signed(
         self,
@@ -820,6 +893,159 @@ class SlackFake:
         self._insert(channel, stored)
         await self._notify()
 
+    # -- Socket Mode -------------------------------------------------------------------------
+
+    async def socket_deliver(
+        self,
+        payload: Json,
+        *,
+        envelope_type: str | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        accepts_response_payload: bool | None = None,
+        timeout: float = 5,  # noqa: ASYNC109 (part of the API)
+    ) -> Json:
+        """Send ``payload`` in a Socket Mode envelope and return the client's ack.
+
+        The envelope type follows the payload (``event_callback`` → ``events_api``, a
+        ``command`` → ``slash_commands``, else ``interactive``) unless ``envelope_type`` says
+        otherwise. ``events_api`` envelopes carry ``retry_attempt``/``retry_reason`` (a Slack
+        retry reuses the payload, hence its ``event_id``) and store a delivered user message,
+        as ``deliver`` does. The envelope goes to the newest live connection, waiting for one
+        (after a ``disconnect`` the client must connect again first). The ack is matched by
+        ``envelope_id`` on any connection, since clients ack on whichever is current.
+
+        Raises ``TimeoutError`` when no live connection or no ack comes within ``timeout``
+        seconds (Slack would retry); the envelope is recorded with ``ack=None`` then.
+        """
+        self._require_started()
+        kind = envelope_type or _envelope_type(payload)
+        if kind == "events_api":
+            await self._store_event_message(payload)
+        if accepts_response_payload is None:
+            # Slack lets commands, modal submissions and option requests answer in the ack.
+            accepts_response_payload = kind == "slash_commands" or (
+                kind == "interactive"
+                and payload.get("type") in {"view_submission", "block_suggestion"}
+            )
+        envelope: Json = {
+            "envelope_id": str(uuid.uuid4()),
+            "payload": copy.deepcopy(payload),
+            "type": kind,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if kind == "events_api":
+            envelope |= {"retry_attempt": retry_attempt, "retry_reason": retry_reason}
+        acked: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+        self._acks[envelope["envelope_id"]] = acked
+        index, ack = -1, None
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                index = await self._live_socket()
+                await self.socket_connections[index].ws.send_str(json.dumps(envelope))
+                ack = await acked
+        except TimeoutError:
+            where = "no live Socket Mode connection" if index < 0 else "no ack"
+            raise TimeoutError(
+                f"{where} for {kind} envelope {envelope['envelope_id']} within {timeout} s"
+            ) from None
+        finally:
+            del self._acks[envelope["envelope_id"]]
+            self.socket_deliveries.append(
+                SocketDelivery(envelope, ack, index, time.monotonic() - started)
+            )
+            await self._notify()
+        return ack
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> int:
+        """Send ``{"type": "disconnect", "reason": reason}`` on every live connection.
+
+        Slack sends ``refresh_requested`` every few hours, ``link_disabled`` when Socket Mode
+        is switched off, and ``warning`` ~10 s ahead of a refresh. Except for ``warning``, the
+        connections get no more envelopes; the fake leaves closing them to the client, which
+        is expected to open a new connection (``apps.connections.open``) and drop the old one.
+        Returns how many connections were told.
+        """
+        told = [connection for connection in self.socket_connections if connection.live]
+        for connection in told:
+            if reason != "warning":
+                connection.disconnect_reason = reason
+            message = {"type": "disconnect", "reason": reason, "debug_info": {"host": _SOCKET_HOST}}
+            await connection.ws.send_str(json.dumps(message))
+        await self._notify()
+        return len(told)
+
+    async def socket_close(self, code: int = aiohttp.WSCloseCode.GOING_AWAY) -> int:
+        """Close every open connection from the server side, without a ``disconnect`` first
+        (a dropped link); returns how many were closed."""
+        open_ones = [connection for connection in self.socket_connections if not connection.closed]
+        for connection in open_ones:
+            await connection.ws.close(code=code, message=b"connection dropped")
+        return len(open_ones)
+
+    async def _live_socket(self) -> int:
+        """Index of the newest live connection, waiting for one."""
+
+        def newest() -> int:
+            live = [i for i, c in enumerate(self.socket_connections) if c.live]
+            return live[-1] if live else -1
+
+        async with self._changed:
+            await self._changed.wait_for(lambda: newest() >= 0)
+        return newest()
+
+    def _apps_connections_open(self, args: Json) -> Json:
+        """A single-use WebSocket URL. Not rate limited unless added to ``rate_limits``, so
+        tests may reconnect at will (slack_sdk sleeps ``Retry-After`` on a 429 here)."""
+        ticket = secrets.token_urlsafe(16)
+        self._tickets.add(ticket)
+        ws_root = "ws" + self.root_url.removeprefix("http")
+        return {"url": f"{ws_root}link/?ticket={ticket}&app_id={self.app_id}"}
+
+    async def _socket_link(self, request: web.Request) -> web.StreamResponse:
+        """The WebSocket behind an ``apps.connections.open`` URL; each ticket works once."""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid_ticket")
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse()  # answers the client's pings (slack_sdk checks pongs)
+        await ws.prepare(request)
+        connection = SocketConnection(ticket=ticket, ws=ws)
+        live = sum(1 for c in self.socket_connections if c.live)
+        hello = {
+            "type": "hello",
+            "num_connections": live + 1,
+            "debug_info": {
+                "host": _SOCKET_HOST,
+                "build_number": 1,
+                "approximate_connection_time": 18060,
+            },
+            "connection_info": {"app_id": self.app_id},
+        }
+        await ws.send_str(json.dumps(hello))
+        self.socket_connections.append(connection)
+        await self._notify()
+        try:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    frame = json.loads(message.data)
+                except ValueError:
+                    frame = {"invalid_json": message.data}
+                if not isinstance(frame, dict):
+                    frame = {"invalid_json": message.data}
+                connection.received.append(frame)
+                acked = self._acks.get(str(frame.get("envelope_id")))
+                if acked is not None and not acked.done():
+                    acked.set_result(frame)
+                await self._notify()
+        finally:
+            connection.closed = True
+            await self._notify()
+        return ws
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -831,6 +1057,8 @@ class SlackFake:
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         app.router.add_get("/signin", self._signin)
         app.router.add_post("/response/{id}", self._response_url_post)
+        app.router.add_get("/link/", self._socket_link)
+        app.router.add_get("/link", self._socket_link)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -841,6 +1069,7 @@ class SlackFake:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def close(self) -> None:
+        await self.socket_close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -866,8 +1095,9 @@ class SlackFake:
         token = self._token_of(request, args)
         if token is None:
             return web.json_response({"ok": False, "error": "not_authed"})
-        if token != self.bot_token:
-            return web.json_response({"ok": False, "error": "invalid_auth"})
+        token_error = self._token_error(method, token)
+        if token_error is not None:
+            return web.json_response({"ok": False, "error": token_error})
         if method not in self._methods:
             return web.json_response({"ok": False, "error": "unknown_method", "req_method": method})
 
@@ -930,6 +1160,18 @@ class SlackFake:
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
         return str(token) if token else None
+
+    def _token_error(self, method: str, token: str) -> str | None:
+        """Socket Mode's ``apps.connections.open`` takes only the app-level token, every other
+        method only the bot token; a token of the wrong type is ``not_allowed_token_type``."""
+        if method == "apps.connections.open":
+            if token == self.app_token:
+                return None
+            wrong_type = token == self.bot_token or token.startswith(("xoxb-", "xoxp-"))
+            return "not_allowed_token_type" if wrong_type else "invalid_auth"
+        if token == self.bot_token:
+            return None
+        return "not_allowed_token_type" if token == self.app_token else "invalid_auth"
 
     def _rate_limit(self, method: str, args: Json, now: float) -> int | None:
         """Retry-After seconds if this call must get a 429, else None (and the call counts)."""
