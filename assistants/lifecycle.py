@@ -9,16 +9,21 @@ retrieve the state it describes. The runner and the run service both change stat
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from assistants.clock import Clock
 from assistants.events import EventHub
 from assistants.wire import message_wire, run_wire, step_wire
 from storage import Database, MessageRow, RunRow, RunStepRow
 
-__all__ = ["TERMINAL_STATUSES", "RunLifecycle"]
+__all__ = ["TERMINAL_STATUSES", "RunChanged", "RunLifecycle"]
 
 TERMINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled", "expired"})
 
@@ -37,6 +42,14 @@ _STEP_END = {
     "cancelled": "cancelled",
     "expired": "expired",
 }
+# The statuses each non-terminal move may start from. A move from anywhere else is refused:
+# the run changed under the caller (it ended, or another request moved it first).
+_MOVES_FROM = {
+    "queued": frozenset({"requires_action"}),  # outputs submitted
+    "in_progress": frozenset({"queued"}),
+    "requires_action": frozenset({"in_progress"}),
+    "cancelling": frozenset({"queued", "in_progress", "requires_action"}),
+}
 _MESSAGE_REASON = {
     "completed": None,
     "incomplete": "max_tokens",
@@ -46,17 +59,48 @@ _MESSAGE_REASON = {
 }
 
 
+class RunChanged(Exception):
+    """A status move was refused: the run is no longer in a status the move may start from
+    (it ended, or another request moved it first). `status` is what the run is now."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the run is {status}")
+        self.status = status
+
+
 class RunLifecycle:
     def __init__(self, *, db: Database, clock: Clock, events: EventHub) -> None:
         self._db, self._clock, self._events = db, clock, events
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def publish_run(self, row: RunRow, event: str) -> None:
         self._events.publish(row.id, event, run_wire(row))
 
+    @asynccontextmanager
+    async def _transition(self, run_id: str) -> AsyncIterator[tuple[AsyncSession, RunRow]]:
+        """One status change of a run, atomic against every other change of the same run.
+
+        Without this, read-check-write races let two changes interleave: a cancel that read
+        `in_progress` could overwrite the `completed` the runner had just written (the run
+        ended both completed and cancelled), and concurrent cancels were all accepted. The
+        per-run lock serialises changes inside this process; the row lock (`FOR UPDATE`,
+        PostgreSQL) does the same across processes.
+        """
+        lock = self._locks.get(run_id)
+        if lock is None:
+            lock = self._locks[run_id] = asyncio.Lock()
+        async with lock, self._db.session() as session:
+            yield session, await _load_run(session, run_id, for_update=True)
+
     async def set_status(self, run_id: str, status: str) -> RunRow:
-        """queued / in_progress / cancelling: non-terminal moves with their event."""
-        async with self._db.session() as session:
-            row = await _load_run(session, run_id)
+        """queued / in_progress / cancelling: non-terminal moves with their event.
+
+        Raises `RunChanged` (and changes and publishes nothing) when the run is not in a status
+        this move may start from, e.g. it already ended or is already being cancelled.
+        """
+        async with self._transition(run_id) as (session, row):
+            if row.status not in _MOVES_FROM[status]:
+                raise RunChanged(row.status)
             row.status = status
             if status == "in_progress" and row.started_at is None:
                 row.started_at = self._clock.now()
@@ -67,8 +111,10 @@ class RunLifecycle:
         return row
 
     async def require_action(self, run_id: str, tool_calls: list[dict[str, Any]]) -> RunRow:
-        async with self._db.session() as session:
-            row = await _load_run(session, run_id)
+        """Parks a working run until outputs arrive; a run being cancelled is left alone."""
+        async with self._transition(run_id) as (session, row):
+            if row.status not in _MOVES_FROM["requires_action"]:
+                return row
             row.status = "requires_action"
             row.required_action = {
                 "type": "submit_tool_outputs",
@@ -87,11 +133,10 @@ class RunLifecycle:
         incomplete_reason: str | None = None,
     ) -> RunRow:
         """Ends the run: closes its open steps and messages, then the run itself."""
-        now = self._clock.now()
-        async with self._db.session() as session:
-            row = await _load_run(session, run_id)
+        async with self._transition(run_id) as (session, row):
             if row.status in TERMINAL_STATUSES:
                 return row
+            now = self._clock.now()
             steps = (
                 await session.exec(
                     select(RunStepRow).where(
@@ -152,5 +197,8 @@ def _end_step(step: RunStepRow, status: str, now: int, error: dict[str, str] | N
         step.expired_at = now
 
 
-async def _load_run(session: Any, run_id: str) -> RunRow:
-    return (await session.exec(select(RunRow).where(col(RunRow.id) == run_id))).one()
+async def _load_run(session: AsyncSession, run_id: str, *, for_update: bool = False) -> RunRow:
+    statement = select(RunRow).where(col(RunRow.id) == run_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.exec(statement)).one()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from assistants.clock import Clock
 from assistants.context import build_prompt
 from assistants.events import EventHub
 from assistants.ids import new_id
-from assistants.lifecycle import RunLifecycle, end_message
+from assistants.lifecycle import RunChanged, RunLifecycle, end_message
 from assistants.wire import message_wire, step_wire
 from storage import Database, MessageRow, RunRow, RunStepRow
 
@@ -49,6 +51,10 @@ class _Turn:
     call_step: RunStepRow | None = None
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+
+
+class _BadResponse(Exception):
+    """The provider's stream could not be parsed: its fault, reported as `server_error`."""
 
 
 class _Stop(Exception):
@@ -78,7 +84,18 @@ class Runner:
         """Runs (or resumes) the run in the background; the caller returns at once."""
         task = asyncio.create_task(self._execute(run_id), name=f"run {run_id}")
         self._tasks[run_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
+        task.add_done_callback(lambda done: self._forget(run_id, done))
+
+    def _forget(self, run_id: str, task: asyncio.Task[None]) -> None:
+        """Drops a finished task, but only if it is still the run's current one.
+
+        A run parked in requires_action ends its task and `start` begins a new one when the
+        outputs arrive; if that happened before the old task's done-callback ran, popping by
+        run id alone would forget the *new* task, and `stop` (cancel, expiry) could no longer
+        reach it.
+        """
+        if self._tasks.get(run_id) is task:
+            del self._tasks[run_id]
 
     def is_running(self, run_id: str) -> bool:
         return run_id in self._tasks
@@ -86,11 +103,13 @@ class Runner:
     async def stop(self, run_id: str, *, status: str) -> bool:
         """Stops a working run, ending it as `status` (cancelled / expired / failed)."""
         task = self._tasks.get(run_id)
-        if task is None:
-            return False
+        if task is None or task.done():
+            return False  # nothing to stop (and no `_stop_as` entry left behind)
         self._stop_as[run_id] = status
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        # A task cancelled before it began never read its entry: do not keep it forever.
+        self._stop_as.pop(run_id, None)
         return True
 
     async def close(self) -> None:
@@ -99,7 +118,10 @@ class Runner:
 
     async def _execute(self, run_id: str) -> None:
         try:
-            run = await self._lifecycle.set_status(run_id, "in_progress")
+            try:
+                run = await self._lifecycle.set_status(run_id, "in_progress")
+            except RunChanged:
+                return  # cancelled or expired before this task began: nothing to run
             turn = await self._turn(run)
             calls = [turn.calls[i] for i in sorted(turn.calls)]
             if calls:
@@ -113,6 +135,8 @@ class Runner:
             error = _error("server_error", "The run was stopped.") if status == "failed" else None
             await asyncio.shield(self._lifecycle.finish(run_id, status, last_error=error))
             raise
+        except _BadResponse as exc:
+            await self._fail(run_id, "server_error", str(exc))
         except openai.APIStatusError as exc:
             code = "rate_limit_exceeded" if exc.status_code == 429 else "server_error"
             if 400 <= exc.status_code < 500 and exc.status_code != 429:
@@ -142,8 +166,9 @@ class Runner:
         turn = _Turn()
         try:
             stream = await self._model.chat.completions.create(**request)
-            async for chunk in stream:
-                await self._on_chunk(run, turn, chunk)
+            async with aclosing(_chunks(stream)) as chunks:
+                async for chunk in chunks:
+                    await self._on_chunk(run, turn, chunk)
         except asyncio.CancelledError:
             await asyncio.shield(self._save_partial(turn))
             raise
@@ -326,6 +351,26 @@ class Runner:
             turn.message.content = _text_content(turn.text)
             async with self._db.session() as session:
                 session.add(turn.message)
+
+
+async def _chunks(
+    stream: openai.AsyncStream[ChatCompletionChunk],
+) -> AsyncGenerator[ChatCompletionChunk, None]:
+    """The provider's chunks. One that does not parse (bad JSON, wrong shape) fails the run
+    with a message naming the provider, not as an unexpected error of the engine. The response
+    is closed however the turn ends, so a cancelled or failed turn does not hold a pooled
+    connection until garbage collection."""
+    try:
+        while True:
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except ValueError as exc:  # json.JSONDecodeError, pydantic.ValidationError
+                raise _BadResponse(f"The model endpoint sent a malformed stream: {exc}") from exc
+            yield chunk
+    finally:
+        await stream.close()
 
 
 def _new_step(run: RunRow, now: int, kind: str, details: Any, *, key: str) -> RunStepRow:

@@ -17,7 +17,7 @@ from assistants.clock import Clock
 from assistants.errors import Conflict, InvalidRequest, NotFound
 from assistants.events import EventHub, StreamEvent
 from assistants.ids import new_id
-from assistants.lifecycle import TERMINAL_STATUSES, RunLifecycle
+from assistants.lifecycle import TERMINAL_STATUSES, RunChanged, RunLifecycle
 from assistants.locking import ACTIVE_RUN_STATUSES, ThreadLocks, active_run, load_thread
 from assistants.messages import new_message_row
 from assistants.pagination import Page, paginate
@@ -217,7 +217,10 @@ class RunService:
         row = await self._expire_if_due(row)
         if row.status in TERMINAL_STATUSES or row.status == "cancelling":
             raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.")
-        cancelling = await self._lifecycle.set_status(run_id, "cancelling")
+        try:
+            cancelling = await self._lifecycle.set_status(run_id, "cancelling")
+        except RunChanged as changed:  # it ended, or another cancel came first, meanwhile
+            raise InvalidRequest(f"Cannot cancel run with status '{changed.status}'.") from None
         await self._runner.stop(run_id, status="cancelled")
         # A run stopped before its task began (or parked in requires_action) ends here.
         await self._lifecycle.finish(run_id, "cancelled")
@@ -226,22 +229,24 @@ class RunService:
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> Run:
-        row = await self._accept_outputs(thread_id, run_id, params)
+        row, _start = await self._accept_outputs(thread_id, run_id, params)
         self._runner.start(run_id)
         return run_wire(row)
 
     async def submit_tool_outputs_stream(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> AsyncIterator[StreamEvent]:
-        start = self._events.log(run_id).position
-        await self._accept_outputs(thread_id, run_id, params)
+        _row, start = await self._accept_outputs(thread_id, run_id, params)
         events = self._events.log(run_id).follow(start)
         self._runner.start(run_id)
         return events
 
     async def _accept_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
-    ) -> RunRow:
+    ) -> tuple[RunRow, int]:
+        """Checks and stores the outputs; returns the queued run and the position of its first
+        new event. The position is taken only once the outputs are accepted: taking it up
+        front created an event log for any rejected run id, one that nothing ever removed."""
         async with self._locks.hold(thread_id):
             async with self._db.session() as session:
                 row = await _load(session, thread_id, run_id)
@@ -267,8 +272,14 @@ class RunService:
                 step.status = "completed"
                 step.completed_at = now
                 session.add(step)
+            start = self._events.log(run_id).position
             self._events.publish(run_id, "thread.run.step.completed", step_wire(step))
-            return await self._lifecycle.set_status(run_id, "queued")
+            try:
+                return await self._lifecycle.set_status(run_id, "queued"), start
+            except RunChanged as changed:  # cancelled or expired meanwhile (no thread lock)
+                raise InvalidRequest(
+                    f'Runs in status "{changed.status}" do not accept tool outputs.'
+                ) from None
 
     async def expire_due(self) -> int:
         """Expires every unfinished run past its `expires_at`; returns how many."""
