@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from pathlib import Path
 
 import openai
 
 from assistants.assistants import AssistantService
 from assistants.clock import Clock, SystemClock
 from assistants.events import EventHub
+from assistants.files import FileService
 from assistants.lifecycle import RunLifecycle
 from assistants.locking import ACTIVE_RUN_STATUSES, ThreadLocks
 from assistants.messages import MessageService
@@ -39,6 +41,8 @@ class Engine:
         model: openai.AsyncOpenAI,
         clock: Clock | None = None,
         config: RunnerConfig | None = None,
+        data_dir: Path = Path("data"),
+        max_file_bytes: int = 512 * 1024 * 1024,
         sweep_interval: float = 5.0,
     ) -> None:
         self.db = db
@@ -57,6 +61,9 @@ class Engine:
             config=config or RunnerConfig(),
         )
         self.assistants = AssistantService(db=db, clock=self.clock)
+        self.files = FileService(
+            db=db, clock=self.clock, root=data_dir / "files", max_bytes=max_file_bytes
+        )
         self.messages = MessageService(db=db, clock=self.clock, locks=locks)
         self.threads = ThreadService(
             db=db, clock=self.clock, locks=locks, stop_runs=self._stop_thread_runs
@@ -76,6 +83,7 @@ class Engine:
         """Creates the schema, ends runs a previous process left unfinished, starts sweeping."""
         await self.db.create_all()
         await self._fail_orphans()
+        await self.files.sweep_orphans()
         self._sweeper = asyncio.create_task(self._sweep(), name="run expiry sweeper")
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +21,13 @@ from openai.types.beta.threads.runs import RunStepDeltaEvent
 from openai.types.chat import ChatCompletionChunk
 from sqlmodel import col, select
 
+from assistants.builtin_calls import BuiltinCalls
 from assistants.clock import Clock
 from assistants.context import build_prompt
 from assistants.events import EventHub
 from assistants.ids import new_id
 from assistants.lifecycle import RunChanged, RunLifecycle, end_message
+from assistants.tools import BuiltinTool
 from assistants.wire import message_wire, step_wire
 from storage import Database, MessageRow, RunRow, RunStepRow
 
@@ -38,6 +40,8 @@ log = logging.getLogger("assistants.runner")
 class RunnerConfig:
     #: Prompt budget (estimated tokens) for `auto` truncation when the run sets no max.
     context_tokens: int = 100_000
+    #: Model turns that end in built-in tool calls before the run gives up (a loop guard).
+    max_tool_turns: int = 20
 
 
 @dataclass
@@ -51,6 +55,12 @@ class _Turn:
     call_step: RunStepRow | None = None
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+
+    def step_calls(self) -> list[dict[str, Any]]:
+        """The tool calls as stored on the step (built-in ones in their own shape)."""
+        assert self.call_step is not None
+        calls: list[dict[str, Any]] = self.call_step.step_details["tool_calls"]
+        return calls
 
 
 class _BadResponse(Exception):
@@ -74,9 +84,11 @@ class Runner:
         lifecycle: RunLifecycle,
         model: openai.AsyncOpenAI,
         config: RunnerConfig = RunnerConfig(),
+        tools: Mapping[str, BuiltinTool] | None = None,
     ) -> None:
         self._db, self._clock, self._events = db, clock, events
         self._lifecycle, self._model, self._config = lifecycle, model, config
+        self._builtins = BuiltinCalls(db=db, events=events, tools=tools or {})
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_as: dict[str, str] = {}
 
@@ -122,12 +134,23 @@ class Runner:
                 run = await self._lifecycle.set_status(run_id, "in_progress")
             except RunChanged:
                 return  # cancelled or expired before this task began: nothing to run
-            turn = await self._turn(run)
-            calls = [turn.calls[i] for i in sorted(turn.calls)]
-            if calls:
-                await self._lifecycle.require_action(run_id, _required_calls(calls))
-            else:
-                await self._lifecycle.finish(run_id, "completed")
+            for _ in range(self._config.max_tool_turns):
+                turn = await self._turn(run)
+                if turn.call_step is None:
+                    await self._lifecycle.finish(run_id, "completed")
+                    return
+                await self._builtins.run_all(run, turn.call_step)
+                functions = [c for c in turn.step_calls() if c["type"] == "function"]
+                if functions:
+                    await self._lifecycle.require_action(run_id, _required_calls(functions))
+                    return
+                await self._complete_step(turn.call_step)
+                run = await self._reload(run_id)
+            await self._fail(
+                run_id,
+                "server_error",
+                f"The model called tools {self._config.max_tool_turns} times without answering.",
+            )
         except _Stop as stop:
             await self._lifecycle.finish(run_id, stop.status, incomplete_reason=stop.reason)
         except asyncio.CancelledError:
@@ -148,6 +171,16 @@ class Runner:
         except Exception:
             log.exception("run failed unexpectedly", extra={"run_id": run_id})
             await self._fail(run_id, "server_error", "Sorry, something went wrong.")
+
+    async def _complete_step(self, step: RunStepRow) -> None:
+        step.status, step.completed_at = "completed", self._clock.now()
+        async with self._db.session() as session:
+            session.add(step)
+        self._events.publish(step.run_id, "thread.run.step.completed", step_wire(step))
+
+    async def _reload(self, run_id: str) -> RunRow:
+        async with self._db.session() as session:
+            return (await session.exec(select(RunRow).where(col(RunRow.id) == run_id))).one()
 
     async def _fail(self, run_id: str, code: str, message: str) -> None:
         log.warning("run failed: %s", message, extra={"run_id": run_id})
@@ -190,6 +223,7 @@ class Runner:
             "stream_options": {"include_usage": True},
         }
         tools = [_chat_tool(tool) for tool in run.tools if tool["type"] == "function"]
+        tools += self._builtins.schemas(run)
         if tools and run.tool_choice != "none":
             request["tools"] = tools
             request["parallel_tool_calls"] = run.parallel_tool_calls
@@ -226,7 +260,7 @@ class Runner:
                     await self._close_message(turn)
                 if turn.call_step is None:
                     await self._open_call_step(run, turn)
-                self._on_call_delta(run.id, turn, call)
+                self._on_call_delta(run, turn, call)
             if choice.finish_reason:
                 turn.finish_reason = choice.finish_reason
 
@@ -276,7 +310,7 @@ class Runner:
         self._events.publish(run.id, "thread.run.step.created", wire)
         self._events.publish(run.id, "thread.run.step.in_progress", wire)
 
-    def _on_call_delta(self, run_id: str, turn: _Turn, delta: Any) -> None:
+    def _on_call_delta(self, run: RunRow, turn: _Turn, delta: Any) -> None:
         assert turn.call_step is not None
         call = turn.calls.get(delta.index)
         fragment: dict[str, Any] = {"index": delta.index, "type": "function"}
@@ -299,6 +333,8 @@ class Runner:
             function.setdefault("arguments", "")
             function["output"] = None
         fragment["function"] = function
+        if self._builtins.handles(run, call["function"]["name"]):
+            return  # built-in calls publish their own deltas once they run
         event = RunStepDeltaEvent.model_validate(
             {
                 "id": turn.call_step.id,
@@ -306,7 +342,7 @@ class Runner:
                 "delta": {"step_details": {"type": "tool_calls", "tool_calls": [fragment]}},
             }
         )
-        self._events.publish(run_id, "thread.run.step.delta", event)
+        self._events.publish(run.id, "thread.run.step.delta", event)
 
     async def _close_message(self, turn: _Turn, *, reason: str | None = None) -> None:
         """Completes the turn's message and its step (usage goes on the step)."""
@@ -329,7 +365,7 @@ class Runner:
         if last_step is not None:
             last_step.usage = turn.usage
         if turn.call_step is not None:
-            calls = [turn.calls[i] for i in sorted(turn.calls)]
+            calls = [self._builtins.begin(run, turn.calls[i]) for i in sorted(turn.calls)]
             turn.call_step.step_details = {"type": "tool_calls", "tool_calls": calls}
             async with self._db.session() as session:
                 session.add(turn.call_step)

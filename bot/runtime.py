@@ -33,6 +33,8 @@ class Runtime:
             model=self.model,
             clock=clock,
             config=RunnerConfig(context_tokens=settings.context_tokens),
+            data_dir=settings.data_dir,
+            max_file_bytes=settings.max_file_mb * 1024 * 1024,
         )
 
     async def start(self) -> None:

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     #: Prompt budget (estimated tokens) for runs without max_prompt_tokens.
     context_tokens: int = Field(default=100_000, ge=1_000)
 
+    #: Largest file accepted by the Files API or taken from Slack, in MB (hosted: 512).
+    max_file_mb: int = Field(default=512, ge=1, le=4096)
+
     database_url: str | None = None
     data_dir: Path = Path("data")
     assistants_file: Path = Path("assistants.yml")

@@ -1,6 +1,7 @@
 """Every table and the database plumbing; no business logic lives here."""
 
 from storage.database import Database, database_url_for
+from storage.files import FileBatchRow, FileRow, VectorStoreFileRow, VectorStoreRow
 from storage.models import (
     AssistantRow,
     MessageRow,
@@ -20,6 +21,8 @@ __all__ = [
     "AssistantChoiceRow",
     "AssistantRow",
     "Database",
+    "FileBatchRow",
+    "FileRow",
     "MessageRow",
     "ProcessedEventRow",
     "QueuedMessageRow",
@@ -28,5 +31,7 @@ __all__ = [
     "RunStepRow",
     "SlackThreadRow",
     "ThreadRow",
+    "VectorStoreFileRow",
+    "VectorStoreRow",
     "database_url_for",
 ]

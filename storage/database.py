@@ -19,6 +19,7 @@ from sqlmodel import SQLModel, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 # Importing the table modules registers their tables on SQLModel.metadata.
+import storage.files
 import storage.models
 import storage.slack  # noqa: F401
 

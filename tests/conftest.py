@@ -58,9 +58,9 @@ async def model_client(model: ModelFake) -> AsyncIterator[openai.AsyncOpenAI]:
 
 @pytest.fixture
 async def engine(
-    database: Database, model_client: openai.AsyncOpenAI, clock: ManualClock
+    database: Database, model_client: openai.AsyncOpenAI, clock: ManualClock, tmp_path: Path
 ) -> AsyncIterator[Engine]:
-    engine = Engine(db=database, model=model_client, clock=clock)
+    engine = Engine(db=database, model=model_client, clock=clock, data_dir=tmp_path / "data")
     await engine.start()
     yield engine
     await engine.close()
