@@ -15,6 +15,7 @@ from typing import Any
 from openai.types.beta.threads.runs import RunStepDeltaEvent
 from sqlmodel import col, select
 
+from assistants.annotations import annotate
 from assistants.events import EventHub
 from assistants.tools import BuiltinTool, ToolContext
 from storage import AssistantRow, Database, RunRow, RunStepRow, ThreadRow
@@ -65,6 +66,38 @@ class BuiltinCalls:
             step.step_details = {"type": "tool_calls", "tool_calls": calls}
             async with self._db.session() as session:
                 session.add(step)
+
+    async def message_content(self, run_id: str, step_id: str, text: str) -> list[dict[str, Any]]:
+        """The finished message `step_id` of the run: images the run's code produced since its
+        previous message, then the text with its citation and file-path annotations."""
+        async with self._db.session() as session:
+            steps = (
+                await session.exec(
+                    select(RunStepRow)
+                    .where(col(RunStepRow.run_id) == run_id)
+                    .order_by(col(RunStepRow.seq))
+                )
+            ).all()
+        calls: list[dict[str, Any]] = []
+        images: list[str] = []
+        for step in steps:
+            if step.type == "message_creation":
+                if step.id == step_id:
+                    break
+                images = []  # shown with an earlier message
+                continue
+            for call in step.step_details.get("tool_calls", []):
+                calls.append(call)
+                images += call.get("_images", [])
+        parts: list[dict[str, Any]] = [
+            {"type": "image_file", "image_file": {"file_id": file_id, "detail": "auto"}}
+            for file_id in images
+        ]
+        if text:
+            parts.append(
+                {"type": "text", "text": {"value": text, "annotations": annotate(text, calls)}}
+            )
+        return parts
 
     async def _context_rows(self, run: RunRow) -> tuple[ThreadRow, AssistantRow, dict[str, int]]:
         async with self._db.session() as session:

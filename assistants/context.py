@@ -127,7 +127,7 @@ def _chat_tool_call(call: dict[str, Any]) -> dict[str, Any]:
     if kind == "code_interpreter":
         arguments = json.dumps({"code": call["code_interpreter"]["input"]})
     else:
-        arguments = json.dumps({"query": call.get("file_search", {}).get("query", "")})
+        arguments = json.dumps({"query": call.get("_query", "")})
     function = {"name": kind, "arguments": arguments}
     return {"id": call["id"], "type": "function", "function": function}
 
@@ -136,7 +136,7 @@ def _tool_output(call: dict[str, Any]) -> str:
     kind = call["type"]
     if kind == "function":
         return call["function"].get("output") or ""
-    return str(call.get("model_output") or "")
+    return str(call.get("_output") or "")
 
 
 def _chat_message(row: MessageRow) -> dict[str, Any]:

@@ -348,7 +348,9 @@ class Runner:
         """Completes the turn's message and its step (usage goes on the step)."""
         assert turn.message is not None and turn.step is not None
         now = self._clock.now()
-        turn.message.content = _text_content(turn.text)
+        turn.message.content = await self._builtins.message_content(
+            turn.step.run_id, turn.step.id, turn.text
+        )
         end_message(turn.message, now, reason)
         turn.step.status = "completed"
         turn.step.completed_at = now

@@ -106,8 +106,8 @@ def run_wire(row: RunRow) -> Run:
 
 def step_wire(row: RunStepRow, *, include_search_content: bool = False) -> RunStep:
     details: dict[str, Any] = row.step_details
-    if not include_search_content and details.get("type") == "tool_calls":
-        details = _without_search_content(details)
+    if details.get("type") == "tool_calls":
+        details = _public_calls(details, include_search_content)
     return RunStep.model_validate(
         {
             "id": row.id,
@@ -130,13 +130,15 @@ def step_wire(row: RunStepRow, *, include_search_content: bool = False) -> RunSt
     )
 
 
-def _without_search_content(details: dict[str, Any]) -> dict[str, Any]:
-    """file_search result text is returned only when asked for with `include[]`."""
+def _public_calls(details: dict[str, Any], include_search_content: bool) -> dict[str, Any]:
+    """Drops the engine's own keys (`_output`, `_markers` ...) and, unless asked for with
+    `include[]`, the text of file_search results."""
     calls = []
     for call in details.get("tool_calls", []):
+        call = {k: v for k, v in call.items() if not k.startswith("_")}
         search = call.get("file_search")
-        if search and search.get("results"):
+        if search and search.get("results") and not include_search_content:
             results = [{k: v for k, v in r.items() if k != "content"} for r in search["results"]]
-            call = {**call, "file_search": {**search, "results": results}}
+            call["file_search"] = {**search, "results": results}
         calls.append(call)
     return {**details, "tool_calls": calls}
