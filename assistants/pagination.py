@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from assistants.errors import InvalidRequest
-from assistants.params import ListQuery
+from assistants.params import ListQuery, storable
 
 __all__ = ["Page", "paginate"]
 
@@ -35,11 +36,16 @@ class Page(Generic[Item]):
     def as_wire(self) -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [item.model_dump(mode="json") for item in self.data],
+            "data": [_dump(item) for item in self.data],
             "first_id": self.first_id,
             "last_id": self.last_id,
             "has_more": self.has_more,
         }
+
+
+def _dump(item: object) -> object:
+    # exclude_unset: the SDK types' unset optional fields are omitted, as `json_response` does.
+    return item.model_dump(mode="json", exclude_unset=True) if isinstance(item, BaseModel) else item
 
 
 async def paginate(
@@ -78,9 +84,11 @@ async def _cursor_seq(
     param: str,
     filters: Sequence[ColumnElement[bool]],
 ) -> int:
-    found = (
-        await session.exec(select(table.seq).where(col(table.id) == object_id, *filters))
-    ).first()
+    found = None
+    if storable(object_id):  # else PostgreSQL refuses the query; no row has such an id anyway
+        found = (
+            await session.exec(select(table.seq).where(col(table.id) == object_id, *filters))
+        ).first()
     if found is None:
         raise InvalidRequest(
             f"Invalid '{param}': no object with id '{object_id}' in this list.", param=param

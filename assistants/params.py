@@ -12,9 +12,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
     field_validator,
+    model_serializer,
 )
 
 from assistants.errors import InvalidRequest
@@ -32,13 +34,27 @@ __all__ = [
     "ThreadCreate",
     "ThreadUpdate",
     "parse",
+    "storable",
 ]
 
 Model = TypeVar("Model", bound=BaseModel)
 
+#: Token limits are stored in 32-bit integer columns (PostgreSQL `integer`).
+_MAX_TOKENS = 2**31 - 1
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Object(_Params):
+    """A nested request object. A field sent as null is kept as absent, so it is never echoed
+    back as null where the wire types forbid it (`function.description` is a string,
+    `file_search.max_num_results` an integer, `tool_resources.code_interpreter` an object)."""
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -61,70 +77,70 @@ Metadata = dict[str, str]
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
 
-class FunctionDefinition(_Params):
+class FunctionDefinition(_Object):
     name: FunctionName
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class FunctionTool(_Params):
+class FunctionTool(_Object):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class RankingOptions(_Params):
+class RankingOptions(_Object):
     ranker: Literal["auto", "default_2024_08_21"] = "auto"
     score_threshold: float = Field(default=0.0, ge=0, le=1)
 
 
-class FileSearchOptions(_Params):
+class FileSearchOptions(_Object):
     max_num_results: int | None = Field(default=None, ge=1, le=50)
     ranking_options: RankingOptions | None = None
 
 
-class FileSearchTool(_Params):
+class FileSearchTool(_Object):
     type: Literal["file_search"]
     file_search: FileSearchOptions | None = None
 
 
-class CodeInterpreterTool(_Params):
+class CodeInterpreterTool(_Object):
     type: Literal["code_interpreter"]
 
 
 Tool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool, Field(discriminator="type")]
 
 
-class CodeInterpreterResources(_Params):
+class CodeInterpreterResources(_Object):
     file_ids: list[str] = Field(default_factory=list, max_length=20)
 
 
-class FileSearchResources(_Params):
+class FileSearchResources(_Object):
     vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
     vector_stores: list[dict[str, Any]] | None = Field(default=None, max_length=1)
 
 
-class ToolResources(_Params):
+class ToolResources(_Object):
     code_interpreter: CodeInterpreterResources | None = None
     file_search: FileSearchResources | None = None
 
 
-class JsonSchemaFormat(_Params):
+class JsonSchemaFormat(_Object):
     name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormatText(_Params):
+class ResponseFormatText(_Object):
     type: Literal["text"]
 
 
-class ResponseFormatJsonObject(_Params):
+class ResponseFormatJsonObject(_Object):
     type: Literal["json_object"]
 
 
-class ResponseFormatJsonSchema(_Params):
+class ResponseFormatJsonSchema(_Object):
     type: Literal["json_schema"]
     json_schema: JsonSchemaFormat
 
@@ -167,27 +183,27 @@ class AssistantUpdate(_AssistantFields):
     model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
-class ImageFile(_Params):
+class ImageFile(_Object):
     file_id: str
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImageUrl(_Params):
+class ImageUrl(_Object):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class TextPart(_Params):
+class TextPart(_Object):
     type: Literal["text"]
     text: str
 
 
-class ImageFilePart(_Params):
+class ImageFilePart(_Object):
     type: Literal["image_file"]
     image_file: ImageFile
 
 
-class ImageUrlPart(_Params):
+class ImageUrlPart(_Object):
     type: Literal["image_url"]
     image_url: ImageUrl
 
@@ -195,14 +211,14 @@ class ImageUrlPart(_Params):
 ContentPart = Annotated[TextPart | ImageFilePart | ImageUrlPart, Field(discriminator="type")]
 
 
-class FileSearchTypeOnly(_Params):
+class FileSearchTypeOnly(_Object):
     type: Literal["file_search"]
 
 
 AttachmentTool = Annotated[CodeInterpreterTool | FileSearchTypeOnly, Field(discriminator="type")]
 
 
-class Attachment(_Params):
+class Attachment(_Object):
     file_id: str
     tools: list[AttachmentTool] = Field(default_factory=list)
 
@@ -231,14 +247,14 @@ class ThreadUpdate(_WithMetadata):
 
 class TruncationStrategy(_Params):
     type: Literal["auto", "last_messages"]
-    last_messages: int | None = Field(default=None, ge=1)
+    last_messages: int | None = Field(default=None, ge=1, le=_MAX_TOKENS)
 
 
-class NamedFunction(_Params):
+class NamedFunction(_Object):
     name: str
 
 
-class NamedToolChoice(_Params):
+class NamedToolChoice(_Object):
     type: Literal["function", "file_search", "code_interpreter"]
     function: NamedFunction | None = None
 
@@ -254,8 +270,8 @@ class _RunFields(_WithMetadata):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stream: bool | None = None
-    max_prompt_tokens: int | None = Field(default=None, ge=256)
-    max_completion_tokens: int | None = Field(default=None, ge=256)
+    max_prompt_tokens: int | None = Field(default=None, ge=256, le=_MAX_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=256, le=_MAX_TOKENS)
     truncation_strategy: TruncationStrategy | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -297,23 +313,123 @@ def parse(model: type[Model], data: Any) -> Model:
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
         )
+    _check_text(data, ())
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _invalid(exc) from exc
 
 
+def storable(text: str) -> bool:
+    """False for text no database can hold: NUL (PostgreSQL refuses it in text) or an unpaired
+    surrogate (not encodable as UTF-8; JSON's `"\\ud800"` decodes to one)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(value: Any, loc: tuple[int | str, ...]) -> None:
+    """Refuses unstorable text anywhere in a request body, keys included, and nesting deeper
+    than any real request (which would exhaust the stack further on). Both were 500s."""
+    if len(loc) > _MAX_DEPTH:
+        param = _raw_path(loc[:_MAX_DEPTH])
+        raise InvalidRequest(
+            f"Invalid '{param}': nested more than {_MAX_DEPTH} levels deep.",
+            param=param,
+            code="invalid_value",
+        )
+    if isinstance(value, str):
+        if not storable(value):
+            param = _raw_path(loc)
+            raise InvalidRequest(
+                f"Invalid '{param}': text may not contain NUL characters or unpaired surrogates.",
+                param=param,
+                code="invalid_value",
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, (*loc, key))
+            _check_text(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, (*loc, index))
+
+
+_MAX_DEPTH = 100
+
+
+def _raw_path(loc: tuple[int | str, ...]) -> str:
+    return "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" if i else part
+        for i, part in enumerate(loc)
+    )
+
+
 def _invalid(exc: ValidationError) -> InvalidRequest:
-    # Of a union's failed branches, the deepest error is the one that names the real mistake.
-    error = max(exc.errors(), key=lambda e: len(e["loc"]))
+    # Of a union's failed branches, the deepest error is the one that names the real mistake;
+    # at equal depth an unknown field goes first: a misspelt name explains the missing one.
+    error = max(exc.errors(), key=lambda e: (len(e["loc"]), e["type"] == "extra_forbidden"))
     param = _param_path(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
         return InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param)
     if kind == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
-    reason = error["msg"].removeprefix("Value error, ")
+    reason = _hosted_reason(kind, error.get("ctx") or {}, error["input"])
+    if reason is None:
+        reason = error["msg"].removeprefix("Value error, ")
     return InvalidRequest(f"Invalid '{param}': {reason}.", param=param, code="invalid_value")
+
+
+def _hosted_reason(kind: str, ctx: dict[str, Any], given: Any) -> str | None:
+    """Hosted OpenAI's wording for a broken length or bound, e.g. "array too long. Expected an
+    array with maximum length 128, but got an array with length 129 instead"."""
+    if kind == "string_too_long" and isinstance(given, str):
+        return (
+            f"string too long. Expected a string with maximum length {ctx['max_length']}, "
+            f"but got a string with length {len(given)} instead"
+        )
+    if kind == "too_long" and "actual_length" in ctx:
+        return (
+            f"array too long. Expected an array with maximum length {ctx['max_length']}, "
+            f"but got an array with length {ctx['actual_length']} instead"
+        )
+    bounds = {
+        "greater_than_equal": ("below minimum", ">=", "ge"),
+        "greater_than": ("below minimum", ">", "gt"),
+        "less_than_equal": ("above maximum", "<=", "le"),
+        "less_than": ("above maximum", "<", "lt"),
+    }
+    if kind in bounds:
+        where, sign, key = bounds[kind]
+        number = _number(given)
+        if number is None:
+            return None
+        bound = ctx[key]
+        # Pydantic states a float field's bound as a float (2.0): the noun follows the field.
+        noun = "decimal" if isinstance(bound, float) else "integer"
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return f"{noun} {where} value. Expected a value {sign} {bound}, but got {number} instead"
+    return None
+
+
+def _number(given: Any) -> int | float | None:
+    if isinstance(given, bool):
+        return None
+    if isinstance(given, int | float):
+        return given
+    if isinstance(given, str):  # query parameters arrive as text
+        for kind in (int, float):
+            try:
+                return kind(given)
+            except ValueError:
+                continue
+    return None
 
 
 def _param_path(loc: tuple[int | str, ...]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from assistants.api import assistants, runs, threads
-from assistants.api._http import ENGINE, POLL_AFTER_MS
+from assistants.api._http import ENGINE, POLL_AFTER_MS, unstorable_ids
 from assistants.api.auth import bearer_auth
 from assistants.api.errors import engine_errors
 from assistants.engine import Engine
@@ -15,7 +15,7 @@ __all__ = ["api_app"]
 
 def api_app(engine: Engine, *, api_key: str, poll_after_ms: int = 50) -> web.Application:
     """The `/v1` sub-application; mount it with `app.add_subapp("/v1", api_app(...))`."""
-    app = web.Application(middlewares=[engine_errors, bearer_auth(api_key)])
+    app = web.Application(middlewares=[engine_errors, bearer_auth(api_key), unstorable_ids])
     app[ENGINE] = engine
     app[POLL_AFTER_MS] = poll_after_ms
     # runs first: `/threads/runs` must win over `/threads/{thread_id}`.

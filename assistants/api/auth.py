@@ -5,13 +5,14 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from assistants.api.errors import Handler, error_response
 
 __all__ = ["bearer_auth"]
 
 
-def bearer_auth(api_key: str) -> Handler:
+def bearer_auth(api_key: str) -> Middleware:
     expected = api_key.encode()
 
     @web.middleware
@@ -29,4 +30,4 @@ def bearer_auth(api_key: str) -> Handler:
             return error_response(401, "Incorrect API key provided.", code="invalid_api_key")
         return await handler(request)
 
-    return check  # type: ignore[return-value]
+    return check

@@ -47,7 +47,12 @@ async def engine_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if exc.status == 404:
             return error_response(404, f"Invalid URL ({request.method} {request.path})")
         if exc.status == 405:
-            return error_response(405, f"Invalid method for URL ({request.method} {request.path})")
+            response = error_response(
+                405, f"Invalid method for URL ({request.method} {request.path})"
+            )
+            if "Allow" in exc.headers:  # HTTP requires it on a 405: the methods the URL takes
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         return error_response(exc.status, exc.reason)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from assistants.api._http import body, engine, json_response, list_query, page_response
-from assistants.params import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from assistants.params import (
+    MessageCreate,
+    MessageUpdate,
+    ThreadCreate,
+    ThreadUpdate,
+    storable,
+)
 
 __all__ = ["routes"]
 
@@ -46,6 +52,8 @@ async def create_message(request: web.Request) -> web.Response:
 async def list_messages(request: web.Request) -> web.Response:
     thread_id = request.match_info["thread_id"]
     run_id = request.query.get("run_id")
+    if run_id is not None and not storable(run_id):
+        run_id = ""  # no run has such an id; PostgreSQL would refuse the NUL in a query
     page = await engine(request).messages.list(thread_id, list_query(request), run_id=run_id)
     return page_response(page)
 
