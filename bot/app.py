@@ -33,6 +33,7 @@ from bot.functions import FunctionContext, builtin_functions
 from bot.listeners import register_all
 from bot.reminders import Reminders
 from bot.runtime import Runtime
+from bot.slack_files import SharedFiles
 from storage import Database, ProcessedEventRow
 
 __all__ = ["Bot", "slack_client"]
@@ -113,6 +114,12 @@ class Bot:
             driver=RunDriver(engine=runtime.engine, functions=functions),
             client=client,
             clock=clock,
+            files=SharedFiles(
+                engine=runtime.engine,
+                client=client,
+                token=settings.slack_bot_token.get_secret_value(),
+                max_bytes=settings.max_file_mb * 1024 * 1024,
+            ),
             options=options or ReplyOptions(),
             context=context,
         )

@@ -33,6 +33,7 @@ from bot.driver import RunDriver, RunOutcome
 from bot.errors import friendly_error
 from bot.functions import FunctionContext
 from bot.metrics import ANSWER_SECONDS, ANSWERS, EVENTS
+from bot.slack_files import SharedFiles
 from bot.slack_reply import SlackReply
 from storage import Database, QueuedMessageRow, SlackThreadRow
 
@@ -83,10 +84,11 @@ class Conversations:
         driver: RunDriver,
         client: AsyncWebClient,
         clock: Clock,
+        files: SharedFiles,
         options: ReplyOptions = ReplyOptions(),
         context: Callable[[Incoming], FunctionContext] | None = None,
     ) -> None:
-        self._db, self._engine, self._directory = db, engine, directory
+        self._db, self._engine, self._directory, self._files = db, engine, directory, files
         self._driver, self._client, self._clock, self._options = driver, client, clock, options
         self._context = context or (lambda m: FunctionContext())
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
@@ -202,13 +204,7 @@ class Conversations:
         incoming = Incoming(key, row.reply_thread_ts, row.message_ts, row.user_id, row.text)
         params = RunCreate(
             assistant_id=self._directory.id_for(assistant_name),
-            additional_messages=[
-                MessageCreate(
-                    role="user",
-                    content=row.text or "(empty message)",
-                    metadata={"slack_user": row.user_id, "slack_ts": row.message_ts},
-                )
-            ],
+            additional_messages=[await self._user_message(key, row)],
         )
         active = self.active[key] = _Active(link.engine_thread_id)
         stop_button: asyncio.Task[None] | None = None
@@ -232,6 +228,30 @@ class Conversations:
             for task in (status_task, stop_button):
                 if task is not None and not task.done():
                     task.cancel()
+
+    async def _user_message(self, key: ThreadKey, row: QueuedMessageRow) -> MessageCreate:
+        """The user's words, with the files they shared attached (downloaded from Slack)."""
+        files = row.files
+        if files is None:  # a mention: Slack does not say whether it carried files
+            files = await self._files.lookup(key.channel_id, row.reply_thread_ts, row.message_ts)
+        taken, problems = await self._files.take(files) if files else ([], [])
+        text = row.text
+        if taken:
+            names = ", ".join(f.name for f in taken)
+            text = f"{text}\n\n(shared files: {names})" if text else f"(shared files: {names})"
+        if problems:
+            text += "\n\n(note: " + "; ".join(problems) + ")"
+        attachments = [
+            {"file_id": f.file_id, "tools": [{"type": tool} for tool in f.tools]} for f in taken
+        ]
+        return MessageCreate.model_validate(
+            {
+                "role": "user",
+                "content": text.strip() or "(empty message)",
+                "attachments": attachments or None,
+                "metadata": {"slack_user": row.user_id, "slack_ts": row.message_ts},
+            }
+        )
 
     async def _create_run(self, thread_id: str, params: RunCreate) -> Any:
         """Creates the run, waiting out a run someone else started on the same engine thread."""

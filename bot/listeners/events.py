@@ -29,7 +29,10 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return
         thread_ts = event.get("thread_ts") or event["ts"]
         key = ThreadKey(_team(event, context), event["channel"], thread_ts)
-        await bot.conversations.enqueue(incoming(key, event, thread_ts, context.bot_user_id))
+        # app_mention events omit files: None asks the worker to look them up.
+        await bot.conversations.enqueue(
+            incoming(key, event, thread_ts, context.bot_user_id, files_known=False)
+        )
 
     @app.event("message")
     async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -67,7 +70,12 @@ def from_bot(event: dict[str, Any]) -> bool:
 
 
 def incoming(
-    key: ThreadKey, event: dict[str, Any], reply_thread_ts: str, bot_user_id: str | None
+    key: ThreadKey,
+    event: dict[str, Any],
+    reply_thread_ts: str,
+    bot_user_id: str | None,
+    *,
+    files_known: bool = True,
 ) -> Incoming:
     text = event.get("text") or ""
     if bot_user_id:
@@ -78,7 +86,7 @@ def incoming(
         message_ts=event["ts"],
         user_id=event.get("user") or "",
         text=text.strip(),
-        files=event.get("files"),
+        files=list(event.get("files") or []) if files_known else None,
     )
 
 
