@@ -3,6 +3,7 @@
 The bot and the REST API use only what is listed here.
 """
 
+from assistants.api import api_app
 from assistants.clock import Clock, ManualClock, SystemClock
 from assistants.engine import Engine
 from assistants.errors import Conflict, EngineError, InvalidRequest, NotFound, Unavailable
@@ -21,7 +22,9 @@ from assistants.params import (
     ThreadUpdate,
     parse,
 )
+from assistants.retrieval import default_embedder
 from assistants.runner import RunnerConfig
+from assistants.sandbox import SandboxConfig
 
 __all__ = [
     "STREAM_END_EVENTS",
@@ -40,6 +43,7 @@ __all__ = [
     "Page",
     "RunCreate",
     "RunnerConfig",
+    "SandboxConfig",
     "StreamEvent",
     "SubmitToolOutputs",
     "SystemClock",
@@ -47,5 +51,7 @@ __all__ = [
     "ThreadCreate",
     "ThreadUpdate",
     "Unavailable",
+    "api_app",
+    "default_embedder",
     "parse",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openai.types.beta.threads.runs import RunStepDeltaEvent
+from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col, select
 
 from assistants.annotations import annotate
@@ -64,6 +65,9 @@ class BuiltinCalls:
             )
             await self._tools[kind].call(call, ctx)
             step.step_details = {"type": "tool_calls", "tool_calls": calls}
+            # The calls were changed in place: SQLAlchemy would compare the new value with
+            # itself and skip the write, so mark the column changed.
+            flag_modified(step, "step_details")
             async with self._db.session() as session:
                 session.add(step)
 

@@ -9,12 +9,12 @@ await engine.close()
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from contextlib import suppress
+from datetime import UTC
 from pathlib import Path
 
 import openai
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from assistants.assistants import AssistantService
 from assistants.clock import Clock, SystemClock
@@ -23,14 +23,23 @@ from assistants.files import FileService
 from assistants.lifecycle import RunLifecycle
 from assistants.locking import ACTIVE_RUN_STATUSES, ThreadLocks
 from assistants.messages import MessageService
+from assistants.retrieval import ChunkIndex, Embedder
 from assistants.runner import Runner, RunnerConfig
 from assistants.runs import RunService
+from assistants.sandbox import SandboxConfig, SandboxPool, SandboxUnavailable
 from assistants.threads import ThreadService
+from assistants.tools import BuiltinTool
+from assistants.tools.code_interpreter import CodeInterpreterTool
+from assistants.tools.file_search import FileSearchTool
+from assistants.vector_stores import VectorStoreService
 from storage import Database
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("assistants.engine")
+
+#: Where scripts/build-sandbox puts the sandbox's Python environment.
+DEFAULT_SANDBOX_PYTHON = Path("/opt/slack-assistants/sandbox-venv/bin/python")
 
 
 class Engine:
@@ -43,15 +52,32 @@ class Engine:
         config: RunnerConfig | None = None,
         data_dir: Path = Path("data"),
         max_file_bytes: int = 512 * 1024 * 1024,
+        embedder: Embedder | None = None,
+        sandbox: SandboxConfig | None = None,
         sweep_interval: float = 5.0,
     ) -> None:
         self.db = db
         self.clock = clock or SystemClock()
         self.events = EventHub()
         self._sweep_interval = sweep_interval
-        self._sweeper: asyncio.Task[None] | None = None
+        # Maintenance (expiring runs and stores, reaping idle sandboxes) as APScheduler jobs;
+        # each is safe to run on every replica.
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         locks = ThreadLocks()
         lifecycle = RunLifecycle(db=db, clock=self.clock, events=self.events)
+        self.files = FileService(
+            db=db, clock=self.clock, root=data_dir / "files", max_bytes=max_file_bytes
+        )
+        self.vector_stores = VectorStoreService(
+            db=db, clock=self.clock, files=self.files, index=ChunkIndex(db, embedder)
+        )
+        self.sandbox = SandboxPool(
+            sandbox or SandboxConfig(root=data_dir / "sandboxes", python=DEFAULT_SANDBOX_PYTHON)
+        )
+        tools: dict[str, BuiltinTool] = {
+            "file_search": FileSearchTool(db=db, stores=self.vector_stores),
+            "code_interpreter": CodeInterpreterTool(db=db, pool=self.sandbox, files=self.files),
+        }
         self.runner = Runner(
             db=db,
             clock=self.clock,
@@ -59,11 +85,9 @@ class Engine:
             lifecycle=lifecycle,
             model=model,
             config=config or RunnerConfig(),
+            tools=tools,
         )
         self.assistants = AssistantService(db=db, clock=self.clock)
-        self.files = FileService(
-            db=db, clock=self.clock, root=data_dir / "files", max_bytes=max_file_bytes
-        )
         self.messages = MessageService(db=db, clock=self.clock, locks=locks)
         self.threads = ThreadService(
             db=db, clock=self.clock, locks=locks, stop_runs=self._stop_thread_runs
@@ -84,25 +108,33 @@ class Engine:
         await self.db.create_all()
         await self._fail_orphans()
         await self.files.sweep_orphans()
-        self._sweeper = asyncio.create_task(self._sweep(), name="run expiry sweeper")
+        await self.vector_stores.resume()
+        try:
+            await self.sandbox.start()
+        except SandboxUnavailable as exc:
+            log.warning("code_interpreter is unavailable: %s", exc)
+        every = self._sweep_interval
+        for job, seconds in (
+            (self.runs.expire_due, every),
+            (self.vector_stores.expire_due, every * 12),
+            (self.sandbox.reap_idle, every * 12),
+        ):
+            self._scheduler.add_job(
+                job, "interval", seconds=seconds, max_instances=1, coalesce=True
+            )
+        self._scheduler.start()
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._sweeper
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
         await self.runner.close()
+        await self.vector_stores.close()
+        await self.sandbox.close()
 
     async def _stop_thread_runs(self, thread_id: str) -> None:
+        """A thread is being deleted: stop its run and drop its sandbox and working folder."""
         await self.runs.stop_thread_runs(thread_id)
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                await self.runs.expire_due()
-            except Exception:
-                log.exception("expiring runs failed; will retry")
+        await self.sandbox.discard(thread_id)
 
     async def _fail_orphans(self) -> None:
         """Runs that were working when the process stopped cannot resume here: end them."""

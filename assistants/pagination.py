@@ -53,17 +53,23 @@ async def paginate(
     table: type[Row],
     query: ListQuery,
     filters: Sequence[ColumnElement[bool]] = (),
+    *,
+    id_column: Any = None,
 ) -> Page[Row]:
-    """One page of `table` rows matching `filters`, ordered by creation (`seq`)."""
+    """One page of `table` rows matching `filters`, ordered by creation (`seq`).
+
+    Cursors name rows by `id_column` (default: the table's `id`).
+    """
     seq = col(table.seq)
+    ids = col(id_column if id_column is not None else table.id)
     statement = select(table).where(*filters)
     descending = query.order == "desc"
     reverse = False
     if query.after:
-        cursor = await _cursor_seq(session, table, query.after, "after", filters)
+        cursor = await _cursor_seq(session, table, ids, query.after, "after", filters)
         statement = statement.where(seq < cursor if descending else seq > cursor)
     if query.before:
-        cursor = await _cursor_seq(session, table, query.before, "before", filters)
+        cursor = await _cursor_seq(session, table, ids, query.before, "before", filters)
         statement = statement.where(seq > cursor if descending else seq < cursor)
         # The page nearest the cursor: walk away from it, then restore the requested order.
         reverse = not query.after
@@ -80,6 +86,7 @@ async def paginate(
 async def _cursor_seq(
     session: AsyncSession,
     table: type[Any],
+    ids: Any,
     object_id: str,
     param: str,
     filters: Sequence[ColumnElement[bool]],
@@ -87,7 +94,7 @@ async def _cursor_seq(
     found = None
     if storable(object_id):  # else PostgreSQL refuses the query; no row has such an id anyway
         found = (
-            await session.exec(select(table.seq).where(col(table.id) == object_id, *filters))
+            await session.exec(select(table.seq).where(ids == object_id, *filters))
         ).first()
     if found is None:
         raise InvalidRequest(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,7 +17,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, select, update
 
 from assistants import Clock
-from assistants.ids import new_id
 from storage import Database, ReminderRow
 
 __all__ = ["Reminders", "parse_when"]
@@ -72,7 +72,7 @@ class Reminders:
         due: datetime,
     ) -> ReminderRow:
         row = ReminderRow(
-            id=new_id("call").replace("call_", "rem_"),
+            id=f"rem_{secrets.token_hex(12)}",
             team_id=team_id,
             channel_id=channel_id,
             thread_ts=thread_ts,

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import openai
 
-from assistants import Clock, Engine, RunnerConfig
+from assistants import Clock, Engine, RunnerConfig, SandboxConfig, default_embedder
 from bot.settings import Settings
 from storage import Database, database_url_for
 
@@ -35,6 +35,13 @@ class Runtime:
             config=RunnerConfig(context_tokens=settings.context_tokens),
             data_dir=settings.data_dir,
             max_file_bytes=settings.max_file_mb * 1024 * 1024,
+            embedder=default_embedder(client=self.model, model=settings.embedding_model),
+            sandbox=SandboxConfig(
+                root=settings.data_dir / "sandboxes",
+                python=settings.sandbox_python,
+                max_kernels=settings.sandbox_kernels,
+                exec_timeout=settings.sandbox_timeout,
+            ),
         )
 
     async def start(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from assistants.api import api_app
+from assistants import api_app
 from bot.runtime import Runtime
 
 __all__ = ["RUNTIME", "SLACK", "SlackSlot", "StartupError", "http_app"]

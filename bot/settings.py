@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     model_max_retries: int = Field(default=3, ge=0, le=10)
     #: Seconds before a model request with no response is abandoned.
     model_timeout: float = Field(default=120.0, gt=0)
+    #: The model endpoint's embedding model for file_search; unset uses the local model of
+    #: the `local-embeddings` extra when installed, else keyword (BM25) ranking alone.
+    embedding_model: str | None = None
+    #: Python of the code_interpreter sandbox (made by scripts/build-sandbox).
+    sandbox_python: Path = Path("/opt/slack-assistants/sandbox-venv/bin/python")
+    #: Concurrent code_interpreter kernels, and seconds one execution may take.
+    sandbox_kernels: int = Field(default=4, ge=1, le=64)
+    sandbox_timeout: float = Field(default=30.0, gt=0)
     #: Prompt budget (estimated tokens) for runs without max_prompt_tokens.
     context_tokens: int = Field(default=100_000, ge=1_000)
 

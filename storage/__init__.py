@@ -9,6 +9,7 @@ from storage.models import (
     RunStepRow,
     ThreadRow,
 )
+from storage.retrieval import ChunkRow, create_retrieval_schema
 from storage.slack import (
     AssistantChoiceRow,
     ProcessedEventRow,
@@ -20,6 +21,7 @@ from storage.slack import (
 __all__ = [
     "AssistantChoiceRow",
     "AssistantRow",
+    "ChunkRow",
     "Database",
     "FileBatchRow",
     "FileRow",
@@ -33,5 +35,6 @@ __all__ = [
     "ThreadRow",
     "VectorStoreFileRow",
     "VectorStoreRow",
+    "create_retrieval_schema",
     "database_url_for",
 ]

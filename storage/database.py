@@ -21,7 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 # Importing the table modules registers their tables on SQLModel.metadata.
 import storage.files
 import storage.models
+import storage.retrieval
 import storage.slack  # noqa: F401
+from storage.retrieval import create_retrieval_schema
 
 __all__ = ["Database", "database_url_for"]
 
@@ -67,6 +69,7 @@ class Database:
         """Creates missing tables (first start); existing rows are never touched."""
         async with self.engine.begin() as conn:
             await conn.run_sync(SQLModel.metadata.create_all)
+        await create_retrieval_schema(self)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -42,6 +42,9 @@ _PATH_KINDS = {
     "message_id": "message",
     "run_id": "run",
     "step_id": "run step",
+    "file_id": "file",
+    "vector_store_id": "vector store",
+    "batch_id": "file batch",
 }
 
 
