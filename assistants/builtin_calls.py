@@ -55,7 +55,7 @@ class BuiltinCalls:
                 continue
             ordinal = done.get(kind, 0)
             done[kind] = ordinal + 1
-            self._emit(run.id, step.id, index, call["id"], _public(call))
+            self._emit(run.id, step.id, index, call["id"], {"type": kind, kind: {}})
             ctx = ToolContext(
                 run=run,
                 thread=thread,

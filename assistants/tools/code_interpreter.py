@@ -68,6 +68,13 @@ class CodeInterpreterTool:
 
     async def call(self, call: dict[str, Any], ctx: ToolContext) -> None:
         key = ctx.thread.id
+        # The SDK's on_tool_call_delta sees the code first, then (below) its outputs.
+        ctx.emit(
+            {
+                "type": "code_interpreter",
+                "code_interpreter": {"input": call["code_interpreter"]["input"]},
+            }
+        )
         try:
             self._pool.check()
             await self._copy_inputs(ctx)
@@ -105,7 +112,7 @@ class CodeInterpreterTool:
         call["_images"] = images
         call["_files"] = written
         call["_output"] = _model_output(logs, images, written, execution)
-        ctx.emit({"type": "code_interpreter", "code_interpreter": {"outputs": outputs}})
+        ctx.emit({"type": "code_interpreter", "code_interpreter": {"outputs": _indexed(outputs)}})
 
     async def _store_written(self, paths: list[Path], key: str) -> dict[str, str]:
         """Each file the code wrote -> an engine file, keyed by its /mnt/data path."""
@@ -159,6 +166,11 @@ class CodeInterpreterTool:
             name = clean_filename(row.filename)
             await asyncio.to_thread(self._pool.put_file, ctx.thread.id, name, data)
             copied.add(file_id)
+
+
+def _indexed(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Output deltas carry their position, as the stream's tool call deltas do."""
+    return [{"index": index, **output} for index, output in enumerate(outputs)]
 
 
 def _resource_files(resources: dict[str, Any] | None) -> list[str]:

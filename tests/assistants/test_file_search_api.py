@@ -24,7 +24,7 @@ def _cite_first_hit(request: dict[str, Any]) -> Reply:
     """The scripted model answers from the search output, copying the first marker."""
     tool = next(m for m in reversed(request["messages"]) if m["role"] == "tool")
     marker = MARKER.search(tool["content"])
-    assert marker, tool["content"]  # debug
+    assert marker, tool["content"]
     return text_reply(f"Flights under six hours are economy class{marker.group(0)}.")
 
 
@@ -92,7 +92,9 @@ async def test_upload_index_and_answer_with_citations(
     assert search.type == "file_search"
     top = search.file_search.results[0]  # type: ignore[union-attr]
     assert top.file_name == "handbook.md" and "economy class" in top.content[0].text  # type: ignore[index]
-    plain = await client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id, order="asc")
+    plain = await client.beta.threads.runs.steps.list(
+        run_id=run.id, thread_id=thread.id, order="asc"
+    )
     assert plain.data[0].step_details.tool_calls[0].file_search.results[0].content is None  # type: ignore[union-attr]
 
 

