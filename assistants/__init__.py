@@ -4,6 +4,7 @@ The bot and the REST API use only what is listed here.
 """
 
 from assistants.api import api_app
+from assistants.artifacts import Citation, CodeCall, OutputFile, RunArtifacts
 from assistants.clock import Clock, ManualClock, SystemClock
 from assistants.engine import Engine
 from assistants.errors import Conflict, EngineError, InvalidRequest, NotFound, Unavailable
@@ -30,7 +31,9 @@ __all__ = [
     "STREAM_END_EVENTS",
     "AssistantCreate",
     "AssistantUpdate",
+    "Citation",
     "Clock",
+    "CodeCall",
     "Conflict",
     "Engine",
     "EngineError",
@@ -40,7 +43,9 @@ __all__ = [
     "MessageCreate",
     "MessageUpdate",
     "NotFound",
+    "OutputFile",
     "Page",
+    "RunArtifacts",
     "RunCreate",
     "RunnerConfig",
     "SandboxConfig",

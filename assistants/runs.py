@@ -12,6 +12,7 @@ from openai.types.beta.threads.runs import RunStep
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from assistants.artifacts import RunArtifacts, load_artifacts
 from assistants.assistants import load_assistant
 from assistants.clock import Clock
 from assistants.errors import Conflict, InvalidRequest, NotFound
@@ -208,6 +209,12 @@ class RunService:
         if row is None:
             raise NotFound("run step", step_id)
         return step_wire(row, include_search_content=with_content)
+
+    async def artifacts(self, thread_id: str, run_id: str) -> RunArtifacts:
+        """Sources, code and files of the run's built-in tool calls (not part of the REST API)."""
+        async with self._db.session() as session:
+            await _load(session, thread_id, run_id)
+        return await load_artifacts(self._db, run_id)
 
     # -- control -----------------------------------------------------------------------
 

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from assistants import Engine, StreamEvent, SubmitToolOutputs
+from assistants import Citation, Engine, RunArtifacts, StreamEvent, SubmitToolOutputs
 from bot.functions import FunctionContext, FunctionRegistry
-from bot.rendering import render_citations, sources_block
+from bot.rendering import Source, render_citations, sources_block
 from bot.slack_reply import SlackReply
+from bot.slack_uploads import upload_outputs
 
 __all__ = ["FEEDBACK_ACTION", "RunDriver", "RunOutcome"]
 
 log = logging.getLogger("bot.driver")
 
 FEEDBACK_ACTION = "answer_feedback"
-_MARKER_NAME = re.compile(r"†([^】]+)】")
 
 _ENDINGS = {
     "thread.run.completed": "completed",
@@ -84,7 +83,7 @@ class RunDriver:
                     if data.incomplete_details is not None:
                         outcome.error = data.incomplete_details.reason
             stream = next_stream
-        await self._finish(reply, outcome, parts)
+        await self._finish(thread_id, reply, outcome, parts)
         outcome.message_ts = reply.message_ts
         return outcome
 
@@ -107,11 +106,23 @@ class RunDriver:
 
     async def _finish(
         self,
+        thread_id: str,
         reply: SlackReply,
         outcome: RunOutcome,
         parts: list[tuple[str, list[dict[str, Any]]]],
     ) -> None:
-        text, sources = _final_markdown(parts)
+        artifacts = RunArtifacts()
+        links: dict[str, str] = {}
+        if outcome.run_id is not None:
+            artifacts = await self._engine.runs.artifacts(thread_id, outcome.run_id)
+            links = await upload_outputs(
+                reply.client,
+                self._engine,
+                channel=reply.channel,
+                thread_ts=reply.thread_ts,
+                artifacts=artifacts,
+            )
+        text, sources = _final_markdown(parts, artifacts.citations, links)
         outcome.text = text
         if outcome.status == "completed":
             blocks = [sources_block(sources)] if sources else []
@@ -140,8 +151,13 @@ def _text_parts(message: Any) -> list[tuple[str, list[dict[str, Any]]]]:
     return found
 
 
-def _final_markdown(parts: list[tuple[str, list[dict[str, Any]]]]) -> tuple[str, list[Any]]:
-    """All of the run's messages as one answer, citation markers turned into footnotes."""
+def _final_markdown(
+    parts: list[tuple[str, list[dict[str, Any]]]],
+    citations: list[Citation],
+    links: dict[str, str],
+) -> tuple[str, list[Source]]:
+    """All of the run's messages as one answer: citation markers become footnotes with their
+    sources (file, page, quote), sandbox links point at the files uploaded to Slack."""
     text = "\n\n".join(value for value, _ in parts)
     annotations: list[dict[str, Any]] = []
     offset = 0
@@ -152,14 +168,11 @@ def _final_markdown(parts: list[tuple[str, list[dict[str, Any]]]]) -> tuple[str,
             shifted["end_index"] = annotation["end_index"] + offset
             annotations.append(shifted)
         offset += len(value) + 2
-    filenames = {}
-    for annotation in annotations:
-        cited = annotation.get("file_citation") or annotation.get("file_path") or {}
-        match = _MARKER_NAME.search(annotation.get("text", ""))
-        if cited.get("file_id") and match:
-            filenames[cited["file_id"]] = match.group(1)
-    rendered, sources = render_citations(text, annotations, filenames)
-    return rendered, sources
+    filenames = {c.file_id: c.filename for c in citations}
+    quotes = {c.marker: c.quote for c in citations}
+    pages = {c.file_id: c.page for c in reversed(citations) if c.page is not None}
+    rendered, sources = render_citations(text, annotations, filenames, quotes, links=links)
+    return rendered, [replace(s, page=pages.get(s.file_id, s.page)) for s in sources]
 
 
 def _feedback_block() -> dict[str, Any]:

@@ -78,6 +78,18 @@ class SlackReply:
         self._pump: asyncio.Task[None] | None = None
         self.writes = 0
 
+    @property
+    def client(self) -> AsyncWebClient:
+        return self._client
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    @property
+    def thread_ts(self) -> str:
+        return self._thread_ts
+
     # -- status -------------------------------------------------------------------------
 
     async def set_status(self, status: str) -> None:

@@ -165,7 +165,8 @@ class SandboxPool:
 
     def read_file(self, key: str, path: Path | str, *, limit: int | None = None) -> bytes:
         """Read a file of the key's folder (e.g. from `Execution.files`) without following
-        links; OSError for anything but a regular file, ValueError for a path outside."""
+        links. OSError for anything but a regular file or one over `limit` bytes (never
+        truncated), ValueError for a path outside the folder."""
         root = self._workdir_path(key)
         rel = Path(path).relative_to(root) if Path(path).is_absolute() else Path(path)
         return read_file(root, rel.as_posix(), limit=limit)

@@ -16,6 +16,7 @@ and files the host put there are kept.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -149,13 +150,21 @@ def remove(root: Path, rels: list[str]) -> None:
 
 
 def read_file(root: Path, rel: str, *, limit: int | None = None) -> bytes:
-    """Read a regular file of the working folder; refuses links anywhere on the way."""
+    """Read a regular file of the working folder; refuses links anywhere on the way, and
+    files over `limit` bytes (never a silently truncated copy)."""
     with _parent_fd(root, rel) as (dir_fd, name):
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not hang
+        fd = os.open(name, flags, dir_fd=dir_fd)
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(f"not a regular file: {rel}")
-        return handle.read() if limit is None else handle.read(limit)
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file: {rel}")
+        if limit is not None and info.st_size > limit:
+            raise OSError(errno.EFBIG, f"{rel} is larger than {limit} bytes")
+        data = handle.read() if limit is None else handle.read(limit + 1)
+        if limit is not None and len(data) > limit:  # grew while being read
+            raise OSError(errno.EFBIG, f"{rel} is larger than {limit} bytes")
+        return data
 
 
 def write_file(root: Path, rel: str, data: bytes, *, owner: tuple[int, int] | None) -> Path:

@@ -83,10 +83,11 @@ class FileSearchTool:
             return
         await self._stores.touch(store_ids)
         hits = await self._stores.search_stores(store_ids, query, limit, threshold)
-        results, markers, lines = [], {}, []
+        results, markers, pages, lines = [], {}, {}, []
         for number, hit in enumerate(hits):
             marker = f"【{ctx.ordinal}:{number}†{hit.filename}】"
             markers[marker] = hit.file_id
+            pages[marker] = hit.page
             page = f", page {hit.page}" if hit.page is not None else ""
             lines.append(f"{marker} ({hit.filename}{page})\n{hit.text[:_QUOTE]}")
             results.append(
@@ -99,6 +100,7 @@ class FileSearchTool:
             )
         call["file_search"]["results"] = results
         call["_markers"] = markers
+        call["_pages"] = pages
         call["_output"] = (
             f"Results for {query!r}; cite with the marker before each result:\n\n"
             + "\n\n".join(lines)

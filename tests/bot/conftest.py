@@ -38,6 +38,7 @@ assistants:
     description: Answers questions about our documents.
     instructions: You are a helpful assistant.
     tools:
+      - type: file_search
       - type: function
         function: get_current_time
       - type: function

@@ -216,6 +216,14 @@ async def test_host_file_helpers_never_follow_links(sandbox_root: Path) -> None:
     assert (folder / "out.txt").read_bytes() == b"replaced"
     with pytest.raises(ValueError):
         pool.put_file("links", "../escape.txt", b"x")
+    with pytest.raises(ValueError):
+        pool.read_file("links", sandbox_root / "host-secret.txt")
+    with pytest.raises(OSError):  # too big: refused, never truncated
+        pool.read_file("links", "out.txt", limit=3)
+    assert pool.read_file("links", "out.txt", limit=8) == b"replaced"
+    os.mkfifo(folder / "pipe")
+    with pytest.raises(OSError):  # a FIFO neither hangs the host nor reads as a file
+        pool.read_file("links", "pipe")
     await pool.close()
 
 
