@@ -42,6 +42,7 @@ from assistants.sandbox._command import (
 )
 from assistants.sandbox._config import SandboxConfig
 from assistants.sandbox._output import Output
+from assistants.sandbox._processes import RUNDIR_PREFIX, children, namespace_pids, state
 
 __all__ = ["KILL_GRACE", "Kernel", "KernelStartError", "RunOutcome"]
 
@@ -186,9 +187,9 @@ class Kernel:
 
     def _find_pids(self) -> None:
         """The sandbox's pid 1 (bubblewrap's reaper) and the kernel, as host pids."""
-        init = _children(self.proc.pid)
+        init = children(self.proc.pid)
         self._init_pid = init[0] if init else None
-        kernel = _children(self._init_pid) if self._init_pid else []
+        kernel = children(self._init_pid) if self._init_pid else []
         self._kernel_pid = kernel[0] if kernel else None
         try:
             self._pidns = os.readlink(f"/proc/{self._init_pid}/ns/pid")
@@ -320,10 +321,10 @@ class Kernel:
         """
         if self._init_pid is None or self._kernel_pid is None:
             return [], False
-        own = _children(self._kernel_pid, all_tasks=True)
-        orphans = [pid for pid in _children(self._init_pid) if pid != self._kernel_pid]
-        live = [pid for pid in own + orphans if _state(pid) not in {"Z", "X", ""}]
-        zombies = any(_state(pid) == "Z" for pid in own)
+        own = children(self._kernel_pid, all_tasks=True)
+        orphans = [pid for pid in children(self._init_pid) if pid != self._kernel_pid]
+        live = [pid for pid in own + orphans if state(pid) not in {"Z", "X", ""}]
+        zombies = any(state(pid) == "Z" for pid in own)
         return live, zombies
 
     def kill_strays(self) -> bool:
@@ -332,8 +333,8 @@ class Kernel:
         this scans the whole pid namespace, not just children, and repeats until it is empty."""
         keep = {self._init_pid, self._kernel_pid}
         for _ in range(50):
-            live = [pid for pid in self._namespace_pids() if pid not in keep]
-            live = [pid for pid in live if _state(pid) not in {"Z", "X", ""}]
+            live = [pid for pid in namespace_pids(self._pidns) if pid not in keep]
+            live = [pid for pid in live if state(pid) not in {"Z", "X", ""}]
             if not live:
                 break
             for pid in live:
@@ -343,20 +344,6 @@ class Kernel:
                     continue
             time.sleep(0.002)
         return self.strays()[1]
-
-    def _namespace_pids(self) -> list[int]:
-        """Host pids of every process in this sandbox's pid namespace."""
-        if self._pidns is None:
-            return []
-        pids = []
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    if os.readlink(f"/proc/{entry.name}/ns/pid") == self._pidns:
-                        pids.append(int(entry.name))
-                except OSError:
-                    continue
-        return pids
 
     async def _end_strays(self) -> bool:
         """Processes do not outlive the execution that started them (fork bombs, background
@@ -440,7 +427,7 @@ class Kernel:
 
 def _spawn(launch: Launch, workdir: Path) -> tuple[Path, str, subprocess.Popen[bytes]]:
     """Create the socket folder and connection file, then start prlimit → bubblewrap."""
-    rundir = Path(tempfile.mkdtemp(prefix="sa-kernel-"))
+    rundir = Path(tempfile.mkdtemp(prefix=RUNDIR_PREFIX))
     key = new_key()
     try:
         os.chmod(rundir, 0o711)  # bubblewrap, running as the kernel uid, resolves rundir/k
@@ -503,30 +490,3 @@ def _lock_sockets(kdir: Path) -> None:
     for entry in os.scandir(kdir):
         if entry.name.startswith("k-"):
             os.chown(entry.path, 0, 0, follow_symlinks=False)
-
-
-def _children(pid: int, *, all_tasks: bool = False) -> list[int]:
-    """Child pids from procfs (/proc/PID/task/TID/children: per thread, so all threads)."""
-    tids = [str(pid)]
-    if all_tasks:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            return []
-    found: list[int] = []
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as handle:
-                found += [int(child) for child in handle.read().split()]
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _state(pid: int) -> str:
-    """The one-letter state from /proc/PID/stat ("" when gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return ""

@@ -29,6 +29,7 @@ from assistants.sandbox._config import Execution, SandboxConfig
 from assistants.sandbox._errors import SandboxUnavailable
 from assistants.sandbox._kernel import KILL_GRACE, Kernel, KernelStartError, Launch, RunOutcome
 from assistants.sandbox._preflight import Runtime, preflight
+from assistants.sandbox._processes import sweep_stale_rundirs
 from assistants.sandbox._workdir import (
     Scan,
     adopt,
@@ -113,8 +114,12 @@ class SandboxPool:
         return await asyncio.to_thread(self._checked)
 
     async def start(self) -> None:
-        """Check, then start the warm spare in the background (returns at once)."""
+        """Check, sweep what crashed hosts left in the temp folder, then start the warm spare
+        in the background (returns without waiting for it)."""
         await self._checked_async()
+        swept = await asyncio.to_thread(sweep_stale_rundirs)
+        if swept:
+            log.info("sandbox: removed %d stale kernel folders", swept)
         self._ensure_spare()
 
     async def close(self) -> None:

@@ -27,7 +27,7 @@ def _sandbox_or_skip(root: Path) -> SandboxConfig:
     try:
         SandboxPool(config).check()
     except SandboxUnavailable as exc:
-        if os.environ.get("CI"):
+        if os.environ.get("SANDBOX_REQUIRED"):
             raise  # CI builds the sandbox: its absence is a failure there
         pytest.skip(f"sandbox unavailable: {exc}")
     return config

@@ -8,12 +8,17 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from assistants.sandbox import SandboxConfig, SandboxPool, SandboxUnavailable
+from assistants.sandbox._processes import sweep_stale_rundirs
 from assistants.sandbox._workdir import dirname_for
 from tests.assistants.sandbox.sandbox_support import PYTHON, make_root
 
@@ -130,3 +135,28 @@ def test_folder_names_are_distinct_and_stable() -> None:
     assert len(set(names)) == len(keys)
     assert dirname_for("thread_abc") == "thread_abc"
     assert [dirname_for(key) for key in keys] == names
+
+
+def test_stale_kernel_folders_are_swept() -> None:
+    old = time.time() - 3600
+    stale = Path(tempfile.mkdtemp(prefix="sa-kernel-"))
+    live = Path(tempfile.mkdtemp(prefix="sa-kernel-"))
+    young = Path(tempfile.mkdtemp(prefix="sa-kernel-"))
+    for path in (stale, live):
+        os.utime(path, (old, old))
+    holder = subprocess.Popen(  # stands in for bubblewrap, whose command line names its folder
+        [sys.executable, "-c", "import time; time.sleep(30)", f"{live}/k"]
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not Path(f"/proc/{holder.pid}/cmdline").read_bytes():  # until it has exec'd
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert sweep_stale_rundirs() >= 1
+        assert not stale.exists()
+        assert live.exists() and young.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        shutil.rmtree(live, ignore_errors=True)
+        shutil.rmtree(young, ignore_errors=True)
