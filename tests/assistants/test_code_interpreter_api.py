@@ -6,7 +6,6 @@ Needs the sandbox of scripts/build-sandbox (bubblewrap, the sandbox venv); `.ci/
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,21 +14,14 @@ import openai
 import pytest
 
 from assistants import Engine, ManualClock, SandboxConfig
-from assistants.sandbox import SandboxPool, SandboxUnavailable
-from tests.assistants.sandbox.sandbox_support import make_root
+from tests.assistants.sandbox.sandbox_support import PYTHON, make_root, require_sandbox
 from tests.fakes.model_server import ModelFake, ToolCall, text_reply, tool_calls_reply
 
-PYTHON = Path("/opt/slack-assistants/sandbox-venv/bin/python")
 
-
-def _sandbox_or_skip(root: Path) -> SandboxConfig:
+def sandbox_config(root: Path) -> SandboxConfig:
+    """A sandbox for these tests (skipped where none can run, failed if SANDBOX_REQUIRED=1)."""
     config = SandboxConfig(root=root, python=PYTHON, max_kernels=3, exec_timeout=20)
-    try:
-        SandboxPool(config).check()
-    except SandboxUnavailable as exc:
-        if os.environ.get("SANDBOX_REQUIRED"):
-            raise  # CI builds the sandbox: its absence is a failure there
-        pytest.skip(f"sandbox unavailable: {exc}")
+    require_sandbox(config)
     return config
 
 
@@ -43,7 +35,7 @@ async def engine(  # overrides the shared fixture: this engine has a sandbox
         model=model_client,
         clock=clock,
         data_dir=tmp_path / "data",
-        sandbox=_sandbox_or_skip(root),
+        sandbox=sandbox_config(root),
     )
     try:
         await engine.start()

@@ -11,6 +11,7 @@ import pytest
 
 from bot.settings import Settings
 from tests.assistants.sandbox.sandbox_support import make_root
+from tests.assistants.test_code_interpreter_api import sandbox_config
 from tests.bot.conftest import ASSISTANTS_YML, BotUnderTest
 from tests.fakes.model_server import ModelFake, ToolCall, text_reply, tool_calls_reply
 from tests.fakes.slack_server import SlackFake
@@ -25,6 +26,7 @@ TUTOR = ASSISTANTS_YML.replace(
 def bot_settings(bot_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     (tmp_path / "assistants.yml").write_text(TUTOR)
     root = make_root()  # the sandbox uid must reach the working folders (tmp_path is 0700)
+    sandbox_config(root / "sandboxes")
     yield bot_settings.model_copy(update={"data_dir": root})
     shutil.rmtree(root, ignore_errors=True)
 
