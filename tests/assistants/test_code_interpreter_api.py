@@ -161,3 +161,22 @@ async def test_plot_becomes_image_file_and_csv_a_file_path(
     assert annotation.type == "file_path" and annotation.text == "sandbox:/mnt/data/squares.csv"
     csv = await client.files.content(annotation.file_path.file_id)  # type: ignore[union-attr]
     assert csv.content.decode().split() == ["x", "1", "2"]
+
+
+async def test_deleting_the_thread_deletes_its_working_folder(
+    client: openai.AsyncOpenAI, model: ModelFake, engine: Engine
+) -> None:
+    assistant_id = await _tutor(client)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "save"}])
+    model.script(
+        tool_calls_reply(_code("open('/mnt/data/note.txt', 'w').write('hi')")), text_reply("ok")
+    )
+    run = await client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant_id
+    )
+    assert run.status == "completed", run.last_error
+    folder = engine.sandbox.workdir(thread.id)
+    assert (folder / "note.txt").read_text() == "hi"
+
+    await client.beta.threads.delete(thread.id)
+    assert not folder.exists()
