@@ -7,13 +7,16 @@ Keys starting with `_` are the engine's own and never reach the wire.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from storage import AssistantRow, RunRow, ThreadRow
+from sqlmodel import col, select
 
-__all__ = ["BuiltinTool", "ToolContext"]
+from storage import AssistantRow, Database, MessageRow, RunRow, ThreadRow
+
+__all__ = ["BuiltinTool", "ToolContext", "attached_files", "one_argument", "one_argument_schema"]
 
 
 @dataclass
@@ -42,3 +45,47 @@ class BuiltinTool(Protocol):
         """Does the work; fills the call's outputs and `_output`. Never raises for the
         model's mistakes: those become an output the model can read and correct."""
         ...
+
+
+def one_argument_schema(name: str, description: str, argument: str, about: str) -> dict[str, Any]:
+    """The function tool a built-in shows the model: one required string argument."""
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {argument: {"type": "string", "description": about}},
+                "required": [argument],
+            },
+        },
+    }
+
+
+def one_argument(arguments: str, argument: str) -> str:
+    """The argument's value; models that send the bare value instead of JSON are understood."""
+    try:
+        return str(json.loads(arguments or "{}").get(argument, ""))
+    except (ValueError, AttributeError):
+        return arguments
+
+
+async def attached_files(db: Database, thread_id: str, tool: str) -> list[str]:
+    """Ids of files attached to the thread's messages for `tool`, in order, once each."""
+    async with db.session() as session:
+        messages = (
+            await session.exec(
+                select(MessageRow)
+                .where(col(MessageRow.thread_id) == thread_id)
+                .where(col(MessageRow.attachments).is_not(None))
+                .order_by(col(MessageRow.seq))
+            )
+        ).all()
+    found = [
+        attachment["file_id"]
+        for message in messages
+        for attachment in message.attachments or []
+        if any(t.get("type") == tool for t in attachment.get("tools", []))
+    ]
+    return list(dict.fromkeys(found))

@@ -9,18 +9,15 @@ every image and every file the code writes under `/mnt/data` becomes an engine f
 from __future__ import annotations
 
 import asyncio
-import json
 import mimetypes
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import col, select
-
 from assistants.errors import NotFound
 from assistants.files import FileService, clean_filename
 from assistants.sandbox import Execution, SandboxPool, SandboxUnavailable
-from assistants.tools import ToolContext
-from storage import Database, MessageRow
+from assistants.tools import ToolContext, attached_files, one_argument, one_argument_schema
+from storage import Database
 
 __all__ = ["CodeInterpreterTool"]
 
@@ -36,34 +33,22 @@ class CodeInterpreterTool:
         self._copied: dict[str, set[str]] = {}
 
     def schema(self, config: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {
-                "name": "code_interpreter",
-                "description": (
-                    "Run Python 3 in a stateful Jupyter kernel (variables persist in this "
-                    "conversation). numpy, pandas, matplotlib, sympy and scipy are installed; "
-                    "there is no internet access. Files shared with you are in /mnt/data; save "
-                    "files you create there and link them as sandbox:/mnt/data/NAME. Plots "
-                    "shown with plt.show() are sent to the user."
-                ),
-                "parameters": {
-                    "type": "object",
-                    "properties": {"code": {"type": "string", "description": "Python code."}},
-                    "required": ["code"],
-                },
-            },
-        }
+        return one_argument_schema(
+            "code_interpreter",
+            "Run Python 3 in a stateful Jupyter kernel (variables persist in this conversation). "
+            "numpy, pandas, matplotlib, sympy and scipy are installed; there is no internet "
+            "access. Files shared with you are in /mnt/data; save files you create there and "
+            "link them as sandbox:/mnt/data/NAME. Plots shown with plt.show() are sent to the "
+            "user.",
+            "code",
+            "Python code.",
+        )
 
     def begin(self, call_id: str, arguments: str) -> dict[str, Any]:
-        try:
-            code = str(json.loads(arguments or "{}").get("code", ""))
-        except (ValueError, AttributeError):
-            code = arguments  # some models send the bare code
         return {
             "id": call_id,
             "type": "code_interpreter",
-            "code_interpreter": {"input": code, "outputs": []},
+            "code_interpreter": {"input": one_argument(arguments, "code"), "outputs": []},
         }
 
     async def call(self, call: dict[str, Any], ctx: ToolContext) -> None:
@@ -139,21 +124,7 @@ class CodeInterpreterTool:
         file_ids = _resource_files(ctx.assistant.tool_resources) + _resource_files(
             ctx.thread.tool_resources
         )
-        async with self._db.session() as session:
-            messages = (
-                await session.exec(
-                    select(MessageRow).where(
-                        col(MessageRow.thread_id) == ctx.thread.id,
-                        col(MessageRow.attachments).is_not(None),
-                    )
-                )
-            ).all()
-        file_ids += [
-            a["file_id"]
-            for m in messages
-            for a in m.attachments or []
-            if any(t.get("type") == "code_interpreter" for t in a.get("tools", []))
-        ]
+        file_ids += await attached_files(self._db, ctx.thread.id, "code_interpreter")
         copied = self._copied.setdefault(ctx.thread.id, set())
         for file_id in dict.fromkeys(file_ids):
             if file_id in copied:

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from assistants.tools import ToolContext
+from assistants.tools import ToolContext, attached_files, one_argument, one_argument_schema
 from assistants.vector_store_params import VectorStoreCreate, VectorStoreFileCreate
 from assistants.vector_stores import VectorStoreService
-from storage import Database, MessageRow, ThreadRow
+from storage import Database, ThreadRow
 
 __all__ = ["FileSearchTool"]
 
@@ -34,29 +34,17 @@ class FileSearchTool:
         self._db, self._stores = db, stores
 
     def schema(self, config: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {
-                "name": "file_search",
-                "description": (
-                    "Search the documents available to this conversation. Use it for "
-                    "questions about their content. Each result starts with a citation "
-                    "marker like 【0:1†file.pdf】: put the marker right after every "
-                    "statement that uses that result, exactly as written."
-                ),
-                "parameters": {
-                    "type": "object",
-                    "properties": {"query": {"type": "string", "description": "What to look for."}},
-                    "required": ["query"],
-                },
-            },
-        }
+        return one_argument_schema(
+            "file_search",
+            "Search the documents available to this conversation. Use it for questions about "
+            "their content. Each result starts with a citation marker like 【0:1†file.pdf】: "
+            "put the marker right after every statement that uses that result, exactly as "
+            "written.",
+            "query",
+            "What to look for.",
+        )
 
     def begin(self, call_id: str, arguments: str) -> dict[str, Any]:
-        try:
-            query = str(json.loads(arguments or "{}").get("query", ""))
-        except (ValueError, AttributeError):
-            query = arguments
         return {
             "id": call_id,
             "type": "file_search",
@@ -64,7 +52,7 @@ class FileSearchTool:
                 "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": 0.0},
                 "results": [],
             },
-            "_query": query,
+            "_query": one_argument(arguments, "query"),
         }
 
     async def call(self, call: dict[str, Any], ctx: ToolContext) -> None:
@@ -111,21 +99,7 @@ class FileSearchTool:
 
     async def _thread_stores(self, ctx: ToolContext) -> list[str]:
         """The thread's store, after adding the files attached to its messages."""
-        async with self._db.session() as session:
-            messages = (
-                await session.exec(
-                    select(MessageRow).where(
-                        col(MessageRow.thread_id) == ctx.thread.id,
-                        col(MessageRow.attachments).is_not(None),
-                    )
-                )
-            ).all()
-        attached = [
-            a["file_id"]
-            for m in messages
-            for a in m.attachments or []
-            if any(t.get("type") == "file_search" for t in a.get("tools", []))
-        ]
+        attached = await attached_files(self._db, ctx.thread.id, "file_search")
         store_ids = _store_ids(ctx.thread.tool_resources)
         if not attached:
             return store_ids
@@ -141,7 +115,7 @@ class FileSearchTool:
             )
             store_ids = [store.id]
             await self._remember(ctx.thread.id, store.id)
-        for file_id in dict.fromkeys(attached):
+        for file_id in attached:
             await self._stores.add_file(store_ids[0], VectorStoreFileCreate(file_id=file_id))
         await self._wait_indexed(store_ids[0])
         return store_ids
