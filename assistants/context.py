@@ -47,25 +47,30 @@ async def build_prompt(session: AsyncSession, run: RunRow, *, budget: int) -> Pr
 async def _history(
     session: AsyncSession, run: RunRow, last_messages: int | None, budget: int
 ) -> tuple[list[dict[str, Any]], int, int]:
-    """Thread messages before this run's own output, newest kept first within the budget."""
+    """Thread messages before this run's own output, newest kept first within the budget.
+
+    Pages by `seq` (keyset, not OFFSET) and reads only the role and content columns: ORM rows
+    cost more to build than the prompt itself on long threads.
+    """
     statement = (
-        select(MessageRow)
+        select(col(MessageRow.seq), col(MessageRow.role), col(MessageRow.content))
         .where(col(MessageRow.thread_id) == run.thread_id)
         .where((col(MessageRow.run_id).is_(None)) | (col(MessageRow.run_id) != run.id))
         .order_by(col(MessageRow.seq).desc())
     )
     kept: list[dict[str, Any]] = []
     tokens = dropped = 0
-    offset = 0
+    before: int | None = None
     limit = last_messages if last_messages is not None else None
     while True:
         page_size = _PAGE if limit is None else min(_PAGE, limit - len(kept))
         if page_size <= 0:
             break
-        rows = (await session.exec(statement.offset(offset).limit(page_size))).all()
-        offset += len(rows)
-        for row in rows:
-            message = _chat_message(row)
+        page = statement if before is None else statement.where(col(MessageRow.seq) < before)
+        rows = (await session.exec(page.limit(page_size))).all()
+        for seq, role, content in rows:
+            before = seq
+            message = _chat_message_of(role, content)
             cost = _estimate(message)
             if kept and tokens + cost > budget:
                 dropped += 1
@@ -140,17 +145,21 @@ def _tool_output(call: dict[str, Any]) -> str:
 
 
 def _chat_message(row: MessageRow) -> dict[str, Any]:
+    return _chat_message_of(row.role, row.content)
+
+
+def _chat_message_of(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
-    for part in row.content:
+    for part in content:
         if part["type"] == "text":
             parts.append({"type": "text", "text": part["text"]["value"]})
-        elif part["type"] == "image_url" and row.role == "user":
+        elif part["type"] == "image_url" and role == "user":
             parts.append({"type": "image_url", "image_url": part["image_url"]})
         elif part["type"] == "image_file":
             parts.append({"type": "text", "text": f"[image file {part['image_file']['file_id']}]"})
     if all(p["type"] == "text" for p in parts):
-        return {"role": row.role, "content": "\n\n".join(p["text"] for p in parts)}
-    return {"role": row.role, "content": parts}
+        return {"role": role, "content": "\n\n".join(p["text"] for p in parts)}
+    return {"role": role, "content": parts}
 
 
 def message_text(content: list[dict[str, Any]]) -> str:
