@@ -15,6 +15,7 @@ from pathlib import Path
 
 import openai
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlmodel import col, select
 
 from assistants.assistants import AssistantService
 from assistants.clock import Clock, SystemClock
@@ -32,7 +33,7 @@ from assistants.tools import BuiltinTool
 from assistants.tools.code_interpreter import CodeInterpreterTool
 from assistants.tools.file_search import FileSearchTool
 from assistants.vector_stores import VectorStoreService
-from storage import Database
+from storage import Database, RunRow
 
 __all__ = ["Engine"]
 
@@ -138,10 +139,6 @@ class Engine:
 
     async def _fail_orphans(self) -> None:
         """Runs that were working when the process stopped cannot resume here: end them."""
-        from sqlmodel import col, select
-
-        from storage import RunRow
-
         async with self.db.session() as session:
             statement = select(RunRow.id).where(
                 col(RunRow.status).in_([s for s in ACTIVE_RUN_STATUSES if s != "requires_action"])
