@@ -28,6 +28,7 @@ from sqlalchemy import text
 from assistants import Engine, ManualClock
 from assistants.api import api_app
 from storage import Database
+from tests.assistants.test_runs_seed_flows import hosted_text_run_events
 from tests.conftest import API_KEY
 from tests.fakes.model_server import ModelFake, Reply, run_model_fake, text_reply
 
@@ -201,19 +202,8 @@ def test_sync_stream_with_event_handler(
     assert handler.calls[0] == "text_created"
     assert set(handler.calls[1:]) == {"text_delta"}
     assert "".join(handler.deltas) == "Hello from a synchronous stream."
-    assert handler.names == [  # the hosted order (FACTS.md §1), as the sync SDK delivers it
-        "thread.run.created",
-        "thread.run.queued",
-        "thread.run.in_progress",
-        "thread.run.step.created",
-        "thread.run.step.in_progress",
-        "thread.message.created",
-        "thread.message.in_progress",
-        *["thread.message.delta"] * len(handler.deltas),
-        "thread.message.completed",
-        "thread.run.step.completed",
-        "thread.run.completed",
-    ]
+    # the hosted order (FACTS.md §1), as the sync SDK delivers it
+    assert handler.names == hosted_text_run_events(len(handler.deltas))
     assert len(handler.deltas) == len(range(0, len("Hello from a synchronous stream."), 6))
     listed = sync_client.beta.threads.messages.list(thread_id=thread.id)
     assert listed.data[0].content[0].text.value == "Hello from a synchronous stream."  # type: ignore[union-attr]
