@@ -5,6 +5,7 @@ from storage.files import FileBatchRow, FileRow, VectorStoreFileRow, VectorStore
 from storage.models import (
     AssistantRow,
     MessageRow,
+    RunEventRow,
     RunRow,
     RunStepRow,
     ThreadRow,
@@ -12,6 +13,7 @@ from storage.models import (
 from storage.retrieval import ChunkRow, create_retrieval_schema
 from storage.slack import (
     AssistantChoiceRow,
+    ConversationClaimRow,
     ProcessedEventRow,
     QueuedMessageRow,
     ReminderRow,
@@ -22,6 +24,7 @@ __all__ = [
     "AssistantChoiceRow",
     "AssistantRow",
     "ChunkRow",
+    "ConversationClaimRow",
     "Database",
     "FileBatchRow",
     "FileRow",
@@ -29,6 +32,7 @@ __all__ = [
     "ProcessedEventRow",
     "QueuedMessageRow",
     "ReminderRow",
+    "RunEventRow",
     "RunRow",
     "RunStepRow",
     "SlackThreadRow",

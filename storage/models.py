@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AssistantRow", "MessageRow", "RunRow", "RunStepRow", "ThreadRow"]
+__all__ = ["AssistantRow", "MessageRow", "RunEventRow", "RunRow", "RunStepRow", "ThreadRow"]
 
 
 def _json(nullable: bool = True) -> Any:
@@ -97,6 +97,10 @@ class RunRow(SQLModel, table=True):
     cancelled_at: int | None = None
     failed_at: int | None = None
     completed_at: int | None = None
+    #: The process executing the run; it renews `lease_expires_at` (Unix seconds) while the
+    #: run's task lives. A lease left to lapse means that process stopped: another takes over.
+    worker_id: str | None = Field(default=None, max_length=64)
+    lease_expires_at: float | None = Field(default=None, index=True)
 
 
 class RunStepRow(SQLModel, table=True):
@@ -118,3 +122,21 @@ class RunStepRow(SQLModel, table=True):
     cancelled_at: int | None = None
     failed_at: int | None = None
     completed_at: int | None = None
+
+
+class RunEventRow(SQLModel, table=True):
+    """A run's stream events, so a reader in another process follows a run in order.
+
+    `position` numbers a run's events from 0 as its stream shows them; rows go once the run
+    has ended and its readers had time to catch up.
+    """
+
+    __tablename__ = "run_event"
+    __table_args__ = (UniqueConstraint("run_id", "position"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64)
+    position: int
+    event: str = Field(max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: int = Field(index=True)

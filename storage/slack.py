@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "AssistantChoiceRow",
+    "ConversationClaimRow",
     "ProcessedEventRow",
     "QueuedMessageRow",
     "ReminderRow",
@@ -78,6 +79,26 @@ class QueuedMessageRow(SQLModel, table=True):
     files: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     status: str = Field(default="pending", index=True)  # pending | done | failed
     created_at: int
+    #: The engine run answering this message, once created (a takeover follows it).
+    run_id: str | None = Field(default=None, max_length=64)
+
+
+class ConversationClaimRow(SQLModel, table=True):
+    """Which process answers a Slack conversation's queue; one at a time, across replicas.
+
+    The owner renews `expires_at` (Unix seconds) while its worker lives; a lapsed claim is
+    taken by any process, which then answers what is still pending.
+    """
+
+    __tablename__ = "slack_conversation_claim"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    worker_id: str = Field(max_length=64)
+    expires_at: float = Field(index=True)
 
 
 class ReminderRow(SQLModel, table=True):
