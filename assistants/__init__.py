@@ -9,6 +9,7 @@ from assistants.clock import Clock, ManualClock, SystemClock
 from assistants.engine import Engine
 from assistants.errors import Conflict, EngineError, InvalidRequest, NotFound, Unavailable
 from assistants.events import STREAM_END_EVENTS, StreamEvent
+from assistants.leases import Lease
 from assistants.pagination import Page
 from assistants.params import (
     AssistantCreate,
@@ -38,6 +39,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "InvalidRequest",
+    "Lease",
     "ListQuery",
     "ManualClock",
     "MessageCreate",

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import openai
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlmodel import col, select
 
 from assistants.assistants import AssistantService
 from assistants.clock import Clock, SystemClock
+from assistants.event_log import EventLog
 from assistants.events import EventHub
 from assistants.files import FileService
+from assistants.leases import Lease
 from assistants.lifecycle import RunLifecycle
-from assistants.locking import ACTIVE_RUN_STATUSES, ThreadLocks
+from assistants.locking import ThreadLocks
 from assistants.messages import MessageService
 from assistants.retrieval import ChunkIndex, Embedder
 from assistants.runner import Runner, RunnerConfig
@@ -33,7 +34,8 @@ from assistants.tools import BuiltinTool
 from assistants.tools.code_interpreter import CodeInterpreterTool
 from assistants.tools.file_search import FileSearchTool
 from assistants.vector_stores import VectorStoreService
-from storage import Database, RunRow
+from assistants.wire import run_wire
+from storage import Database
 
 __all__ = ["Engine"]
 
@@ -56,16 +58,20 @@ class Engine:
         embedder: Embedder | None = None,
         sandbox: SandboxConfig | None = None,
         sweep_interval: float = 5.0,
+        lease: Lease | None = None,
+        claim_interval: float = 0.5,
     ) -> None:
         self.db = db
         self.clock = clock or SystemClock()
-        self.events = EventHub()
-        self._sweep_interval = sweep_interval
+        self.lease = lease or Lease()
+        self.event_log = EventLog(db, run_wire=run_wire)
+        self.events = EventHub(sink=self.event_log.add)
+        self._sweep_interval, self._claim_interval = sweep_interval, claim_interval
         # Maintenance (expiring runs and stores, reaping idle sandboxes) as APScheduler jobs;
         # each is safe to run on every replica.
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         locks = ThreadLocks()
-        lifecycle = RunLifecycle(db=db, clock=self.clock, events=self.events)
+        lifecycle = RunLifecycle(db=db, clock=self.clock, events=self.events, lease=self.lease)
         self.files = FileService(
             db=db, clock=self.clock, root=data_dir / "files", max_bytes=max_file_bytes
         )
@@ -101,13 +107,15 @@ class Engine:
             lifecycle=lifecycle,
             runner=self.runner,
             threads=self.threads,
+            log=self.event_log,
         )
-        self._lifecycle = lifecycle
 
     async def start(self) -> None:
-        """Creates the schema, ends runs a previous process left unfinished, starts sweeping."""
-        await self.db.create_all()
-        await self._fail_orphans()
+        """Brings the schema up to date, takes over runs whose worker is gone, starts the
+        maintenance jobs."""
+        await self.db.upgrade()
+        self.event_log.start()
+        await self.runs.take_over()
         await self.files.sweep_orphans()
         await self.vector_stores.resume()
         try:
@@ -116,7 +124,10 @@ class Engine:
             log.warning("code_interpreter is unavailable: %s", exc)
         every = self._sweep_interval
         for job, seconds in (
+            (self.runs.take_over, self._claim_interval),
+            (self.runner.renew_leases, self.lease.seconds / 3),
             (self.runs.expire_due, every),
+            (self.event_log.purge, 60.0),
             (self.vector_stores.expire_due, every * 12),
             (self.sandbox.reap_idle, every * 12),
         ):
@@ -125,10 +136,16 @@ class Engine:
             )
         self._scheduler.start()
 
+    async def drain(self, grace: float) -> None:
+        """Graceful shutdown, first half: takes no new runs and gives the working ones `grace`
+        seconds to finish; those still working then end `failed`, saying why."""
+        await self.runner.drain(grace)
+
     async def close(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         await self.runner.close()
+        await self.event_log.close()
         await self.vector_stores.close()
         await self.sandbox.close()
 
@@ -136,20 +153,3 @@ class Engine:
         """A thread is being deleted: stop its run and drop its sandbox and working folder."""
         await self.runs.stop_thread_runs(thread_id)
         await self.sandbox.discard(thread_id)
-
-    async def _fail_orphans(self) -> None:
-        """Runs that were working when the process stopped cannot resume here: end them."""
-        async with self.db.session() as session:
-            statement = select(RunRow.id).where(
-                col(RunRow.status).in_([s for s in ACTIVE_RUN_STATUSES if s != "requires_action"])
-            )
-            orphans = list((await session.exec(statement)).all())
-        for run_id in orphans:
-            await self._lifecycle.finish(
-                run_id,
-                "failed",
-                last_error={
-                    "code": "server_error",
-                    "message": "The server restarted while the run was in progress.",
-                },
-            )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -79,10 +79,14 @@ class RunLog:
 
 
 class EventHub:
-    """The logs of runs that are not finished; a finished run's log is dropped."""
+    """The logs of runs that are not finished; a finished run's log is dropped.
 
-    def __init__(self) -> None:
+    `sink` also receives every event (the durable log other processes read).
+    """
+
+    def __init__(self, sink: Callable[[str, StreamEvent], None] | None = None) -> None:
         self._logs: dict[str, RunLog] = {}
+        self._sink = sink
 
     def log(self, run_id: str) -> RunLog:
         log = self._logs.get(run_id)
@@ -92,9 +96,19 @@ class EventHub:
 
     def publish(self, run_id: str, event: str, data: BaseModel | dict[str, object]) -> None:
         log = self.log(run_id)
-        log.append(StreamEvent(event, data))
+        stream_event = StreamEvent(event, data)
+        log.append(stream_event)
+        if self._sink is not None:
+            self._sink(run_id, stream_event)
         if event in STREAM_END_EVENTS and event != "thread.run.requires_action":
             # Readers keep their reference; new readers of a finished run get nothing to wait for.
+            self._logs.pop(run_id, None)
+
+    def abandon(self, run_id: str, message: str) -> None:
+        """Ends the streams of a run whose task stopped without a last event (its database
+        writes failed): readers get an `error` event instead of waiting forever."""
+        if run_id in self._logs:
+            self.publish(run_id, "error", {"code": "server_error", "message": message})
             self._logs.pop(run_id, None)
 
     def __len__(self) -> int:

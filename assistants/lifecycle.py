@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from assistants.clock import Clock
 from assistants.events import EventHub
+from assistants.leases import Lease, release
 from assistants.wire import message_wire, run_wire, step_wire
 from storage import Database, MessageRow, RunRow, RunStepRow
 
@@ -69,8 +70,8 @@ class RunChanged(Exception):
 
 
 class RunLifecycle:
-    def __init__(self, *, db: Database, clock: Clock, events: EventHub) -> None:
-        self._db, self._clock, self._events = db, clock, events
+    def __init__(self, *, db: Database, clock: Clock, events: EventHub, lease: Lease) -> None:
+        self._db, self._clock, self._events, self.lease = db, clock, events, lease
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def publish_run(self, row: RunRow, event: str) -> None:
@@ -92,15 +93,21 @@ class RunLifecycle:
         async with lock, self._db.session() as session:
             yield session, await _load_run(session, run_id, for_update=True)
 
-    async def set_status(self, run_id: str, status: str) -> RunRow:
+    async def set_status(self, run_id: str, status: str, *, execute: bool = False) -> RunRow:
         """queued / in_progress / cancelling: non-terminal moves with their event.
 
+        `execute` makes this worker the run's executor (moving to queued or in_progress):
+        refused while another live worker holds the run, so no run is ever executed twice.
         Raises `RunChanged` (and changes and publishes nothing) when the run is not in a status
         this move may start from, e.g. it already ended or is already being cancelled.
         """
         async with self._transition(run_id) as (session, row):
             if row.status not in _MOVES_FROM[status]:
                 raise RunChanged(row.status)
+            if execute:
+                if self.lease.held_elsewhere(row):
+                    raise RunChanged(row.status)
+                self.lease.grant(row)
             row.status = status
             if status == "in_progress" and row.started_at is None:
                 row.started_at = self._clock.now()
@@ -116,6 +123,7 @@ class RunLifecycle:
             if row.status not in _MOVES_FROM["requires_action"]:
                 return row
             row.status = "requires_action"
+            release(row)  # whoever receives the outputs executes the rest
             row.required_action = {
                 "type": "submit_tool_outputs",
                 "submit_tool_outputs": {"tool_calls": tool_calls},
@@ -131,10 +139,16 @@ class RunLifecycle:
         *,
         last_error: dict[str, str] | None = None,
         incomplete_reason: str | None = None,
+        if_abandoned: bool = False,
     ) -> RunRow:
-        """Ends the run: closes its open steps and messages, then the run itself."""
+        """Ends the run: closes its open steps and messages, then the run itself.
+
+        `if_abandoned` ends it only if no worker holds a live lease on it (a takeover).
+        """
         async with self._transition(run_id) as (session, row):
             if row.status in TERMINAL_STATUSES:
+                return row
+            if if_abandoned and not self.lease.lapsed(row):
                 return row
             now = self._clock.now()
             steps = (
@@ -158,6 +172,7 @@ class RunLifecycle:
                 end_message(message, now, _MESSAGE_REASON[status])
                 session.add(message)
             row.status = status
+            release(row)
             row.required_action = None
             row.last_error = last_error
             if incomplete_reason:

@@ -19,14 +19,14 @@ import openai
 from openai.types.beta.threads import MessageDeltaEvent
 from openai.types.beta.threads.runs import RunStepDeltaEvent
 from openai.types.chat import ChatCompletionChunk
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from assistants.builtin_calls import BuiltinCalls
 from assistants.clock import Clock
 from assistants.context import build_prompt
 from assistants.events import EventHub
 from assistants.ids import new_id
-from assistants.lifecycle import RunChanged, RunLifecycle, end_message
+from assistants.lifecycle import TERMINAL_STATUSES, RunChanged, RunLifecycle, end_message
 from assistants.tools import BuiltinTool
 from assistants.wire import message_wire, step_wire
 from storage import Database, MessageRow, RunRow, RunStepRow
@@ -42,6 +42,8 @@ class RunnerConfig:
     context_tokens: int = 100_000
     #: Model turns that end in built-in tool calls before the run gives up (a loop guard).
     max_tool_turns: int = 20
+    #: Runs this process executes at once; more wait queued for a process with room.
+    max_active_runs: int = 1000
 
 
 @dataclass
@@ -61,6 +63,10 @@ class _Turn:
         assert self.call_step is not None
         calls: list[dict[str, Any]] = self.call_step.step_details["tool_calls"]
         return calls
+
+
+#: How `stop` marks a run another worker took over: its task ends without writing.
+_TAKEN = "taken"
 
 
 class _BadResponse(Exception):
@@ -91,6 +97,15 @@ class Runner:
         self._builtins = BuiltinCalls(db=db, events=events, tools=tools or {})
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_as: dict[str, str] = {}
+        self._draining = False
+
+    def has_room(self) -> bool:
+        """Whether this process takes another run now (not when full, nor when shutting down)."""
+        return not self._draining and len(self._tasks) < self._config.max_active_runs
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._tasks)
 
     def start(self, run_id: str) -> None:
         """Runs (or resumes) the run in the background; the caller returns at once."""
@@ -124,16 +139,58 @@ class Runner:
         self._stop_as.pop(run_id, None)
         return True
 
-    async def close(self) -> None:
+    async def renew_leases(self) -> None:
+        """Keeps the leases of the runs working here alive, and stops the ones another process
+        changed meanwhile: cancelled (this worker ends them), ended, or taken over after this
+        process failed to renew in time (then it must not write anything more)."""
+        run_ids = list(self._tasks)
+        if not run_ids:
+            return
+        lease = self._lifecycle.lease
+        async with self._db.session() as session:
+            statement = select(RunRow.id, RunRow.status, RunRow.worker_id).where(
+                col(RunRow.id).in_(run_ids)
+            )
+            rows = (await session.exec(statement)).all()
+            await session.exec(
+                update(RunRow)
+                .where(col(RunRow.id).in_(run_ids), col(RunRow.worker_id) == lease.worker_id)
+                .values(lease_expires_at=lease.until())
+            )
+        for run_id, status, worker_id in rows:
+            if status == "cancelling":
+                await self.stop(run_id, status="cancelled")
+            elif status in TERMINAL_STATUSES:
+                await self.stop(run_id, status=status)
+            elif worker_id != lease.worker_id and status == "in_progress":
+                await self.stop(run_id, status=_TAKEN)
+
+    async def drain(self, grace: float) -> None:
+        """Takes no new runs, gives the working ones `grace` seconds, then stops the rest
+        (they end `failed` with a message saying the server was shutting down)."""
+        self._draining = True
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
         for run_id in list(self._tasks):
             await self.stop(run_id, status="failed")
 
+    async def close(self) -> None:
+        await self.drain(0)
+
     async def _execute(self, run_id: str) -> None:
         try:
+            await self._work(run_id)
+        except Exception as exc:  # the run's own end could not be written (database away)
+            log.exception("run task ended without finishing its run", extra={"run_id": run_id})
+            self._events.abandon(run_id, f"The run stopped: {type(exc).__name__}.")
+
+    async def _work(self, run_id: str) -> None:
+        try:
             try:
-                run = await self._lifecycle.set_status(run_id, "in_progress")
+                run = await self._lifecycle.set_status(run_id, "in_progress", execute=True)
             except RunChanged:
-                return  # cancelled or expired before this task began: nothing to run
+                return  # cancelled, expired or taken by another worker: nothing to run here
             for _ in range(self._config.max_tool_turns):
                 turn = await self._turn(run)
                 if turn.call_step is None:
@@ -155,7 +212,11 @@ class Runner:
             await self._lifecycle.finish(run_id, stop.status, incomplete_reason=stop.reason)
         except asyncio.CancelledError:
             status = self._stop_as.pop(run_id, "failed")
-            error = _error("server_error", "The run was stopped.") if status == "failed" else None
+            if status == _TAKEN:
+                raise  # another worker executes it now: leave every write to that one
+            error = None
+            if status == "failed":
+                error = _error("server_error", "The server stopped while working on this run.")
             await asyncio.shield(self._lifecycle.finish(run_id, status, last_error=error))
             raise
         except _BadResponse as exc:

@@ -9,13 +9,14 @@ from typing import Any
 
 from openai.types.beta.threads import Run
 from openai.types.beta.threads.runs import RunStep
-from sqlmodel import col, select
+from sqlmodel import col, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from assistants.artifacts import RunArtifacts, load_artifacts
 from assistants.assistants import load_assistant
 from assistants.clock import Clock
 from assistants.errors import Conflict, InvalidRequest, NotFound
+from assistants.event_log import EventLog
 from assistants.events import EventHub, StreamEvent
 from assistants.ids import new_id
 from assistants.lifecycle import TERMINAL_STATUSES, RunChanged, RunLifecycle
@@ -39,6 +40,10 @@ __all__ = ["RUN_LIFETIME", "SEARCH_CONTENT", "RunService"]
 
 #: Seconds a run may stay unfinished before it expires (hosted: created_at + 600).
 RUN_LIFETIME = 600
+_ABANDONED = {
+    "code": "server_error",
+    "message": "The server working on this run stopped before it finished. Please try again.",
+}
 #: The `include[]` value that adds file_search result text to tool call steps.
 SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 
@@ -54,36 +59,62 @@ class RunService:
         lifecycle: RunLifecycle,
         runner: Runner,
         threads: ThreadService,
+        log: EventLog,
     ) -> None:
-        self._db, self._clock, self._locks, self._events = db, clock, locks, events
+        self._db, self._clock, self._locks, self._events, self._log = db, clock, locks, events, log
         self._lifecycle, self._runner, self._threads = lifecycle, runner, threads
 
     # -- create -------------------------------------------------------------------------
 
     async def create(self, thread_id: str, params: RunCreate) -> Run:
         row = await self._create(thread_id, params)
-        self._runner.start(row.id)
+        await self._launch(row)
         return run_wire(row)
 
     async def create_stream(self, thread_id: str, params: RunCreate) -> AsyncIterator[StreamEvent]:
         """Creates the run (errors raise here) and returns its events until it pauses or ends."""
-        row = await self._create(thread_id, params)
-        events = self._events.log(row.id).follow(0)
-        self._runner.start(row.id)
-        return events
+        return await self._launch(await self._create(thread_id, params))
 
     async def create_thread_and_run(self, params: ThreadAndRunCreate) -> Run:
         row = await self._create_with_thread(params)
-        self._runner.start(row.id)
+        await self._launch(row)
         return run_wire(row)
 
     async def create_thread_and_run_stream(
         self, params: ThreadAndRunCreate
     ) -> AsyncIterator[StreamEvent]:
-        row = await self._create_with_thread(params, announce_thread=True)
-        events = self._events.log(row.id).follow(0)
-        self._runner.start(row.id)
-        return events
+        return await self._launch(await self._create_with_thread(params, announce_thread=True))
+
+    async def follow(self, run_id: str, start: int = 0) -> AsyncIterator[StreamEvent]:
+        """The events of a run working anywhere (this process or another), from `start` in
+        its durable log, until it pauses or ends (not part of the REST API: the bot uses it to
+        pick up an answer another replica began)."""
+        return self._log.follow(run_id, start)
+
+    async def _launch(self, row: RunRow) -> AsyncIterator[StreamEvent]:
+        """Executes a just created run here when this process has room (streaming from
+        memory); otherwise hands it to another worker and streams it from the durable log."""
+        if self._runner.has_room():
+            events = self._events.log(row.id).follow(0)
+            self._runner.start(row.id)
+            return events
+        await self._hand_over(row.id)
+        return self._log.follow(row.id, 0)
+
+    async def _hand_over(self, run_id: str) -> None:
+        """Lets another worker take a queued run: its events so far are written first (so the
+        next ones follow them), then the short hold this process kept on it is released."""
+        await self._log.flush()
+        async with self._db.session() as session:
+            await session.exec(
+                update(RunRow)
+                .where(
+                    col(RunRow.id) == run_id,
+                    col(RunRow.worker_id) == self._lifecycle.lease.worker_id,
+                    col(RunRow.status) == "queued",
+                )
+                .values(worker_id=None, lease_expires_at=None)
+            )
 
     async def _create(self, thread_id: str, params: RunCreate) -> RunRow:
         async with self._locks.hold(thread_id):
@@ -98,6 +129,7 @@ class RunService:
                     session.add(new_message_row(thread_id, message, now))
                 row = self._new_run(thread_id, assistant, params, params.additional_instructions)
                 session.add(row)
+            self._log.begin(row.id)
             self._announce(row)
             return row
 
@@ -114,6 +146,7 @@ class RunService:
             thread = await self._threads.create_in(session, thread_params)
             row = self._new_run(thread.id, assistant, params, None)
             session.add(row)
+        self._log.begin(row.id)
         if announce_thread:
             self._events.publish(row.id, "thread.created", thread_wire(thread))
         self._announce(row)
@@ -139,7 +172,7 @@ class RunService:
         tool_choice = _dump(params.tool_choice)
         _check_tool_choice(tool_choice, tools)
         now = self._clock.now()
-        return RunRow(
+        row = RunRow(
             id=new_id("run"),
             thread_id=thread_id,
             assistant_id=assistant.id,
@@ -160,6 +193,10 @@ class RunService:
             parallel_tool_calls=_first(params.parallel_tool_calls, True),
             response_format=_dump(params.response_format) or assistant.response_format,
         )
+        # Held by this worker from the start (so no other takes it before it begins), also
+        # when it will be handed over: then its first events are written before the hold ends.
+        self._lifecycle.lease.grant(row)
+        return row
 
     def _announce(self, row: RunRow) -> None:
         self._lifecycle.publish_run(row, "thread.run.created")
@@ -228,6 +265,8 @@ class RunService:
             cancelling = await self._lifecycle.set_status(run_id, "cancelling")
         except RunChanged as changed:  # it ended, or another cancel came first, meanwhile
             raise InvalidRequest(f"Cannot cancel run with status '{changed.status}'.") from None
+        if self._lifecycle.lease.held_elsewhere(cancelling):
+            return run_wire(cancelling)  # its worker sees `cancelling` and ends it
         await self._runner.stop(run_id, status="cancelled")
         # A run stopped before its task began (or parked in requires_action) ends here.
         await self._lifecycle.finish(run_id, "cancelled")
@@ -236,17 +275,24 @@ class RunService:
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> Run:
-        row, _start = await self._accept_outputs(thread_id, run_id, params)
-        self._runner.start(run_id)
+        row, start = await self._accept_outputs(thread_id, run_id, params)
+        await self._resume(row, start)
         return run_wire(row)
 
     async def submit_tool_outputs_stream(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> AsyncIterator[StreamEvent]:
-        _row, start = await self._accept_outputs(thread_id, run_id, params)
-        events = self._events.log(run_id).follow(start)
-        self._runner.start(run_id)
-        return events
+        row, start = await self._accept_outputs(thread_id, run_id, params)
+        return await self._resume(row, start)
+
+    async def _resume(self, row: RunRow, start: int) -> AsyncIterator[StreamEvent]:
+        if self._runner.has_room():
+            events = self._events.log(row.id).follow(start)
+            self._runner.start(row.id)
+            return events
+        stored_start = await self._log.end(row.id) - 2  # the step.completed and run.queued
+        await self._hand_over(row.id)
+        return self._log.follow(row.id, max(stored_start, 0))
 
     async def _accept_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
@@ -282,7 +328,8 @@ class RunService:
             start = self._events.log(run_id).position
             self._events.publish(run_id, "thread.run.step.completed", step_wire(step))
             try:
-                return await self._lifecycle.set_status(run_id, "queued"), start
+                queued = await self._lifecycle.set_status(run_id, "queued", execute=True)
+                return queued, start
             except RunChanged as changed:  # cancelled or expired meanwhile (no thread lock)
                 raise InvalidRequest(
                     f'Runs in status "{changed.status}" do not accept tool outputs.'
@@ -296,7 +343,8 @@ class RunService:
                 col(RunRow.status).in_(ACTIVE_RUN_STATUSES), col(RunRow.expires_at) <= now
             )
             due = (await session.exec(statement)).all()
-        for row in due:
+        due = [row for row in due if not self._lifecycle.lease.held_elsewhere(row)]
+        for row in due:  # a run another live worker executes is expired by that worker
             await self._expire(row.id)
         return len(due)
 
@@ -308,7 +356,47 @@ class RunService:
             await self._runner.stop(row.id, status="cancelled")
             await self._lifecycle.finish(row.id, "cancelled")
 
+    async def take_over(self) -> int:
+        """Takes the runs whose worker stopped renewing its lease (killed, or its task died):
+        a queued one is executed here, one in progress ends `failed` with a message (its
+        half-streamed answer cannot be resumed faithfully), one being cancelled ends
+        `cancelled`. Every process runs this; the row lock of each move makes one of them win.
+        Returns how many runs were taken."""
+        lease = self._lifecycle.lease
+        async with self._db.session() as session:
+            statement = (
+                select(RunRow.id, RunRow.status)
+                .where(
+                    col(RunRow.status).in_(("queued", "in_progress", "cancelling")),
+                    or_(
+                        col(RunRow.lease_expires_at).is_(None),
+                        col(RunRow.lease_expires_at) < lease.now(),
+                    ),
+                )
+                .order_by(col(RunRow.seq))
+                .limit(100)
+                .with_for_update(skip_locked=True)
+            )
+            abandoned = (await session.exec(statement)).all()
+        taken = 0
+        for run_id, status in abandoned:
+            if status == "queued":
+                if self._runner.has_room() and not self._runner.is_running(run_id):
+                    self._runner.start(run_id)
+                    taken += 1
+            elif status == "in_progress":
+                await self._lifecycle.finish(
+                    run_id, "failed", last_error=_ABANDONED, if_abandoned=True
+                )
+                taken += 1
+            else:
+                await self._lifecycle.finish(run_id, "cancelled", if_abandoned=True)
+                taken += 1
+        return taken
+
     async def _expire_if_due(self, row: RunRow) -> RunRow:
+        if self._lifecycle.lease.held_elsewhere(row):
+            return row  # its worker expires it
         if row.status in ACTIVE_RUN_STATUSES and row.expires_at is not None:
             if row.expires_at <= self._clock.now():
                 return await self._expire(row.id)

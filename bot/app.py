@@ -7,6 +7,7 @@ await bot.close()
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete
 
 from assistants import Clock, Engine
@@ -141,8 +141,15 @@ class Bot:
             reminders=reminders,
             scheduler=scheduler,
         )
-        app.middleware(_once_per_event(runtime.db, clock))
+        app.middleware(_once_per_event(runtime.db))
         register_all(app, bot)
+        # Conversations whose messages nobody answers (their replica stopped) are picked up
+        # by the sweep; the claims of those answered here are kept alive.
+        for job, seconds in (
+            (conversations.resume, 1.0),
+            (conversations.renew_claims, runtime.engine.lease.seconds / 3),
+        ):
+            scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True)
         scheduler.start()
         await conversations.resume()
         return bot
@@ -153,23 +160,35 @@ class Bot:
         return await to_aiohttp_response(response)
 
     async def close(self) -> None:
+        """Graceful: answers in flight get the grace period (runs stopped after it end with a
+        notice in Slack), the rest of every queue is left to the other replicas."""
+        grace = self.runtime.settings.shutdown_grace_seconds
+        await asyncio.gather(self.conversations.drain(grace), self.engine.drain(grace))
+        await self.conversations.drain(5.0)  # time to post the notices of stopped runs
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         await self.conversations.close()
 
 
-def _once_per_event(db: Database, clock: Clock) -> Any:
-    """Slack retries reuse `event_id`: the first delivery is taken, the others acked only."""
+def _once_per_event(db: Database) -> Any:
+    """Slack retries reuse `event_id`: a delivery whose id is stored is acked only.
 
-    async def once_per_event(body: dict[str, Any], next: Any) -> BoltResponse | None:
+    The id is stored in the same transaction as the message it carried (see
+    `Conversations.enqueue`), never before: a delivery that failed half-way (the database went
+    away) leaves no id behind, so Slack's retry is processed instead of being lost.
+    """
+
+    async def once_per_event(
+        body: dict[str, Any], context: dict[str, Any], next: Any
+    ) -> BoltResponse | None:
         event_id = body.get("event_id")
         if event_id:
-            try:
-                async with db.session() as session:
-                    session.add(ProcessedEventRow(event_id=event_id, received_at=clock.now()))
-            except IntegrityError:
+            async with db.session() as session:
+                seen = await session.get(ProcessedEventRow, event_id)
+            if seen is not None:
                 log.info("duplicate delivery of %s ignored", event_id, extra={"event_id": event_id})
                 return BoltResponse(status=200, body="")
+            context["event_id"] = event_id
         await next()
         return None
 

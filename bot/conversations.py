@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
 from assistants import (
@@ -28,6 +28,7 @@ from assistants import (
     RunCreate,
     ThreadCreate,
 )
+from bot.claims import ConversationClaims
 from bot.directory import AssistantDirectory
 from bot.driver import RunDriver, RunOutcome
 from bot.errors import friendly_error
@@ -35,7 +36,7 @@ from bot.functions import FunctionContext
 from bot.metrics import ANSWER_SECONDS, ANSWERS, EVENTS
 from bot.slack_files import SharedFiles
 from bot.slack_reply import SlackReply
-from storage import Database, QueuedMessageRow, SlackThreadRow
+from storage import Database, ProcessedEventRow, QueuedMessageRow, SlackThreadRow
 
 __all__ = ["Conversations", "Incoming", "ReplyOptions", "ThreadKey"]
 
@@ -59,6 +60,8 @@ class Incoming:
     user_id: str
     text: str
     files: list[dict[str, Any]] | None = None
+    #: The Slack event that carried it: stored with the message, so a retry is recognised.
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +94,13 @@ class Conversations:
         self._db, self._engine, self._directory, self._files = db, engine, directory, files
         self._driver, self._client, self._clock, self._options = driver, client, clock, options
         self._context = context or (lambda m: FunctionContext())
+        self._claims = ConversationClaims(
+            db=db, worker_id=engine.lease.worker_id, seconds=engine.lease.seconds
+        )
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
         self._kicked: set[ThreadKey] = set()
+        self._draining = False
+        self._chores: set[asyncio.Task[None]] = set()
         self.active: dict[ThreadKey, _Active] = {}
 
     # -- queue --------------------------------------------------------------------------
@@ -113,6 +121,10 @@ class Conversations:
         try:
             async with self._db.session() as session:
                 session.add(row)
+                if message.event_id:
+                    session.add(
+                        ProcessedEventRow(event_id=message.event_id, received_at=row.created_at)
+                    )
         except IntegrityError:
             EVENTS.labels(outcome="duplicate").inc()
             return False  # the same Slack message again (retry, or mention + message)
@@ -121,21 +133,29 @@ class Conversations:
         return True
 
     async def resume(self) -> None:
-        """Starts workers for messages a previous process accepted but did not answer."""
-        async with self._db.session() as session:
-            statement = select(
-                QueuedMessageRow.team_id, QueuedMessageRow.channel_id, QueuedMessageRow.thread_ts
-            ).where(col(QueuedMessageRow.status) == "pending")
-            keys = {ThreadKey(*row) for row in (await session.exec(statement)).all()}
-        for key in keys:
-            self._kick(key)
+        """Starts workers for waiting messages nobody answers: accepted by a process that
+        stopped (this one before a restart, or another replica), or whose worker failed."""
+        for key in await self._claims.unclaimed():
+            self._kick(ThreadKey(*key))
+
+    async def renew_claims(self) -> None:
+        await self._claims.renew(list(self._workers))
 
     async def pending(self, key: ThreadKey) -> int:
         async with self._db.session() as session:
             rows = (await session.exec(_pending(key))).all()
         return len(rows)
 
+    async def drain(self, grace: float) -> None:
+        """Graceful shutdown: takes no new conversations, lets the answers in flight finish
+        within `grace` seconds, and hands the rest of each queue to the other replicas."""
+        self._draining = True
+        workers = list(self._workers.values())
+        if workers:
+            await asyncio.wait(workers, timeout=grace)
+
     async def close(self) -> None:
+        self._draining = True
         workers = list(self._workers.values())
         for worker in workers:
             worker.cancel()
@@ -147,6 +167,8 @@ class Conversations:
             await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
 
     def _kick(self, key: ThreadKey) -> None:
+        if self._draining:
+            return  # the message is stored: another replica's sweep answers it
         self._kicked.add(key)
         if key not in self._workers:
             worker = asyncio.create_task(self._drain(key), name=f"conversation {key}")
@@ -154,35 +176,86 @@ class Conversations:
             worker.add_done_callback(lambda _t: self._workers.pop(key, None))
 
     async def _drain(self, key: ThreadKey) -> None:
-        while True:
-            self._kicked.discard(key)
-            async with self._db.session() as session:
-                row = (await session.exec(_pending(key).limit(1))).first()
-            if row is None:
-                if key in self._kicked:  # enqueued while we were looking: look again
-                    continue
-                return
-            status = "failed"
+        """Answers the conversation's queue while this process holds its claim.
+
+        A database error ends the worker without releasing the claim; nobody renews it, so it
+        lapses and a sweep (here or on another replica) starts a new worker later.
+        """
+        try:
+            if not await self._claims.take(key):
+                return  # another replica answers this conversation; it sees the new message
             try:
-                with ANSWER_SECONDS.time():
-                    outcome = await self._answer(key, row)
-                ANSWERS.labels(status=outcome.status if outcome else "refused").inc()
-                status = "done"
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                ANSWERS.labels(status="error").inc()
-                log.exception(
-                    "answering failed",
-                    extra={"channel": key.channel_id, "thread_ts": row.reply_thread_ts},
-                )
-                await self._apologise(row)
+                while not self._draining:
+                    self._kicked.discard(key)
+                    async with self._db.session() as session:
+                        row = (await session.exec(_pending(key).limit(1))).first()
+                    if row is not None:
+                        await self._answer_queued(key, row)
+                        continue
+                    if key in self._kicked:  # enqueued while we were looking: look again
+                        continue
+                    # Release, then look once more: a message stored by another replica in
+                    # between is seen here, or its replica finds the claim free and takes it.
+                    await self._claims.release(key)
+                    if await self.pending(key) == 0 or not await self._claims.take(key):
+                        return
             finally:
+                if self._draining:
+                    await self._claims.release(key)
+        except DBAPIError as exc:
+            log.warning(
+                "conversation worker stopped by a database error (%s); it will be resumed",
+                type(exc).__name__,
+                extra={"channel": key.channel_id, "thread_ts": key.thread_ts},
+            )
+
+    async def _answer_queued(self, key: ThreadKey, row: QueuedMessageRow) -> None:
+        status = "failed"
+        try:
+            with ANSWER_SECONDS.time():
+                outcome = await self._answer(key, row)
+            ANSWERS.labels(status=outcome.status if outcome else "refused").inc()
+            status = "done"
+        except asyncio.CancelledError:
+            raise
+        except DBAPIError:
+            raise  # not the answer's fault: the message stays pending for a retry
+        except Exception:
+            ANSWERS.labels(status="error").inc()
+            log.exception(
+                "answering failed",
+                extra={"channel": key.channel_id, "thread_ts": row.reply_thread_ts},
+            )
+            await self._apologise(row)
+        await self._mark(row, status)
+
+    async def _mark(self, row: QueuedMessageRow, status: str) -> None:
+        """Records the answer. The reply is already in Slack, so this write is retried through
+        a short database outage rather than risking the message being answered twice."""
+        for attempt in range(120):
+            try:
                 async with self._db.session() as session:
                     stored = await session.get(QueuedMessageRow, row.seq)
                     if stored is not None and stored.status == "pending":
                         stored.status = status
                         session.add(stored)
+                return
+            except DBAPIError:
+                if attempt == 119:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _remember_run(self, row: QueuedMessageRow, run_id: str) -> None:
+        """Notes which run answers the message, so a takeover follows it instead of asking
+        again."""
+        try:
+            async with self._db.session() as session:
+                stored = await session.get(QueuedMessageRow, row.seq)
+                if stored is not None:
+                    stored.run_id = run_id
+                    session.add(stored)
+        except DBAPIError as exc:
+            log.warning("could not note the run of a message: %s", type(exc).__name__)
 
     # -- one answer ---------------------------------------------------------------------
 
@@ -210,7 +283,10 @@ class Conversations:
         stop_button: asyncio.Task[None] | None = None
         try:
             try:
-                events = await self._create_run(link.engine_thread_id, params)
+                if row.run_id is not None:  # begun by a process that stopped: pick it up
+                    events = await self._engine.runs.follow(row.run_id)
+                else:
+                    events = await self._create_run(link.engine_thread_id, params)
             except EngineError as exc:
                 await reply.fail(friendly_error(exc))
                 return None
@@ -218,6 +294,8 @@ class Conversations:
             def on_run(run_id: str) -> None:
                 nonlocal stop_button
                 active.run_id = run_id
+                if row.run_id is None:
+                    self._background(self._remember_run(row, run_id))
                 stop_button = asyncio.create_task(self._offer_stop(row, link, run_id))
 
             return await self._driver.drive(
@@ -252,6 +330,11 @@ class Conversations:
                 "metadata": {"slack_user": row.user_id, "slack_ts": row.message_ts},
             }
         )
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     async def _create_run(self, thread_id: str, params: RunCreate) -> Any:
         """Creates the run, waiting out a run someone else started on the same engine thread."""

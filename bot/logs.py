@@ -35,6 +35,7 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx/openai log every request line at INFO; keep them for debugging only.
-    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access"):
+    # httpx/openai log every request line at INFO, APScheduler every run of the maintenance
+    # jobs (several a second); keep them for debugging only.
+    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access", "apscheduler.executors"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

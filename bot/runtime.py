@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import openai
 
-from assistants import Clock, Engine, RunnerConfig, SandboxConfig, default_embedder
+from assistants import Clock, Engine, Lease, RunnerConfig, SandboxConfig, default_embedder
 from bot.settings import Settings
 from storage import Database, database_url_for
 
@@ -36,6 +36,10 @@ class Runtime:
             data_dir=settings.data_dir,
             max_file_bytes=settings.max_file_mb * 1024 * 1024,
             embedder=default_embedder(client=self.model, model=settings.embedding_model),
+            lease=Lease(
+                **({"worker_id": settings.worker_id} if settings.worker_id else {}),
+                seconds=settings.lease_seconds,
+            ),
             sandbox=SandboxConfig(
                 root=settings.data_dir / "sandboxes",
                 python=settings.sandbox_python,
@@ -46,6 +50,10 @@ class Runtime:
 
     async def start(self) -> None:
         await self.engine.start()
+
+    async def drain(self) -> None:
+        """Graceful shutdown: runs in flight get the grace period to finish."""
+        await self.engine.drain(self.settings.shutdown_grace_seconds)
 
     async def close(self) -> None:
         await self.engine.close()

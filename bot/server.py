@@ -63,6 +63,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     await runtime.start()
     yield
+    await runtime.drain()
     await runtime.close()
 
 

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     #: Largest file accepted by the Files API or taken from Slack, in MB (hosted: 512).
     max_file_mb: int = Field(default=512, ge=1, le=4096)
 
+    #: Seconds a replica's hold on a run or a conversation lives without renewal: how long
+    #: after a replica dies its work is taken over by another.
+    lease_seconds: float = Field(default=15.0, ge=0.5, le=600)
+    #: On SIGTERM, seconds the answers in flight get to finish before they end with a notice.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=3600)
+    #: This process's name in `run.worker_id` (default: host, pid and a random suffix).
+    worker_id: str | None = Field(default=None, max_length=64)
+
     database_url: str | None = None
     data_dir: Path = Path("data")
     assistants_file: Path = Path("assistants.yml")

@@ -31,7 +31,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
         key = ThreadKey(_team(event, context), event["channel"], thread_ts)
         # app_mention events omit files: None asks the worker to look them up.
         await bot.conversations.enqueue(
-            incoming(key, event, thread_ts, context.bot_user_id, files_known=False)
+            incoming(key, event, thread_ts, context, files_known=False)
         )
 
     @app.event("message")
@@ -51,7 +51,7 @@ async def on_user_message(bot: Bot, event: dict[str, Any], context: AsyncBoltCon
         if thread_ts and not await bot.conversations.follows(key):
             key = ThreadKey(team, channel, "")  # a reply under one of our DM answers
         await bot.conversations.enqueue(
-            incoming(key, event, thread_ts or event["ts"], context.bot_user_id)
+            incoming(key, event, thread_ts or event["ts"], context)
         )
         return
     if not thread_ts:
@@ -60,7 +60,7 @@ async def on_user_message(bot: Bot, event: dict[str, Any], context: AsyncBoltCon
         return  # also delivered as app_mention, which answers it
     key = ThreadKey(team, channel, thread_ts)
     if await bot.conversations.follows(key):
-        await bot.conversations.enqueue(incoming(key, event, thread_ts, context.bot_user_id))
+        await bot.conversations.enqueue(incoming(key, event, thread_ts, context))
 
 
 def from_bot(event: dict[str, Any]) -> bool:
@@ -73,10 +73,11 @@ def incoming(
     key: ThreadKey,
     event: dict[str, Any],
     reply_thread_ts: str,
-    bot_user_id: str | None,
+    context: AsyncBoltContext,
     *,
     files_known: bool = True,
 ) -> Incoming:
+    bot_user_id = context.bot_user_id
     text = event.get("text") or ""
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}>\s*", "", text)
@@ -87,6 +88,7 @@ def incoming(
         user_id=event.get("user") or "",
         text=text.strip(),
         files=list(event.get("files") or []) if files_known else None,
+        event_id=context.get("event_id"),
     )
 
 

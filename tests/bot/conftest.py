@@ -83,6 +83,7 @@ def bot_settings(
         data_dir=tmp_path / "data",
         assistants_file=tmp_path / "assistants.yml",
         assistants_api_key=None,
+        shutdown_grace_seconds=1.0,
     )
 
 

@@ -1,0 +1,110 @@
+"""Conversation claims: one process at a time answers a Slack conversation's queue.
+
+Any replica may receive a conversation's next message; the one holding the conversation's
+claim answers the queue, in order. A claim is a row with an expiry that its holder renews while
+its worker lives, so the claim of a process that died lapses and another takes over. Taking is
+one conditional write (insert, or update when lapsed or already ours), so two processes can
+never both hold it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, exists, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, select, update
+
+from storage import ConversationClaimRow, Database, QueuedMessageRow
+
+if TYPE_CHECKING:
+    from bot.conversations import ThreadKey
+
+__all__ = ["ConversationClaims"]
+
+
+class ConversationClaims:
+    def __init__(self, *, db: Database, worker_id: str, seconds: float) -> None:
+        self._db, self.worker_id, self._seconds = db, worker_id, seconds
+
+    async def take(self, key: ThreadKey) -> bool:
+        """Claims the conversation for this process; False while another live process has it."""
+        now = time.time()
+        try:
+            async with self._db.session() as session:
+                session.add(
+                    ConversationClaimRow(
+                        team_id=key.team_id,
+                        channel_id=key.channel_id,
+                        thread_ts=key.thread_ts,
+                        worker_id=self.worker_id,
+                        expires_at=now + self._seconds,
+                    )
+                )
+            return True
+        except IntegrityError:
+            pass  # claimed before: take it over only if it lapsed (or is ours already)
+        async with self._db.session() as session:
+            result = await session.exec(
+                update(ConversationClaimRow)
+                .where(
+                    _is(key),
+                    or_(
+                        col(ConversationClaimRow.worker_id) == self.worker_id,
+                        col(ConversationClaimRow.expires_at) < now,
+                    ),
+                )
+                .values(worker_id=self.worker_id, expires_at=now + self._seconds)
+            )
+        return bool(result.rowcount)
+
+    async def release(self, key: ThreadKey) -> None:
+        async with self._db.session() as session:
+            await session.exec(
+                delete(ConversationClaimRow).where(
+                    _is(key), col(ConversationClaimRow.worker_id) == self.worker_id
+                )
+            )
+
+    async def renew(self, keys: list[ThreadKey]) -> None:
+        """Extends the claims of the conversations this process is answering right now (only
+        those: the claim of a worker that died here must lapse like any other)."""
+        until = time.time() + self._seconds
+        for start in range(0, len(keys), 100):
+            async with self._db.session() as session:
+                await session.exec(
+                    update(ConversationClaimRow)
+                    .where(
+                        col(ConversationClaimRow.worker_id) == self.worker_id,
+                        or_(*[_is(key) for key in keys[start : start + 100]]),
+                    )
+                    .values(expires_at=until)
+                )
+
+    async def unclaimed(self, limit: int = 200) -> list[tuple[str, str, str]]:
+        """Conversations with messages waiting and nobody (alive) answering them."""
+        live_claim = exists().where(
+            col(ConversationClaimRow.team_id) == QueuedMessageRow.team_id,
+            col(ConversationClaimRow.channel_id) == QueuedMessageRow.channel_id,
+            col(ConversationClaimRow.thread_ts) == QueuedMessageRow.thread_ts,
+            col(ConversationClaimRow.expires_at) >= time.time(),
+        )
+        statement = (
+            select(
+                QueuedMessageRow.team_id, QueuedMessageRow.channel_id, QueuedMessageRow.thread_ts
+            )
+            .where(col(QueuedMessageRow.status) == "pending", ~live_claim)
+            .distinct()
+            .limit(limit)
+        )
+        async with self._db.session() as session:
+            return [tuple(row) for row in (await session.exec(statement)).all()]  # type: ignore[misc]
+
+
+def _is(key: ThreadKey) -> Any:
+    return and_(
+        col(ConversationClaimRow.team_id) == key.team_id,
+        col(ConversationClaimRow.channel_id) == key.channel_id,
+        col(ConversationClaimRow.thread_ts) == key.thread_ts,
+    )
