@@ -20,6 +20,7 @@ from openai.types.beta.threads import MessageDeltaEvent
 from openai.types.beta.threads.runs import RunStepDeltaEvent
 from openai.types.chat import ChatCompletionChunk
 from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from assistants.builtin_calls import BuiltinCalls
 from assistants.clock import Clock
@@ -98,6 +99,9 @@ class Runner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_as: dict[str, str] = {}
         self._draining = False
+        #: Runs of this process that have made no tool call yet: their messages need no
+        #: look-up of earlier steps (no citations, no images) when they close.
+        self._plain: set[str] = set()
 
     def has_room(self) -> bool:
         """Whether this process takes another run now (not when full, nor when shutting down)."""
@@ -184,6 +188,8 @@ class Runner:
         except Exception as exc:  # the run's own end could not be written (database away)
             log.exception("run task ended without finishing its run", extra={"run_id": run_id})
             self._events.abandon(run_id, f"The run stopped: {type(exc).__name__}.")
+        finally:
+            self._plain.discard(run_id)
 
     async def _work(self, run_id: str) -> None:
         try:
@@ -191,6 +197,8 @@ class Runner:
                 run = await self._lifecycle.set_status(run_id, "in_progress", execute=True)
             except RunChanged:
                 return  # cancelled, expired or taken by another worker: nothing to run here
+            if run.usage is None:  # its first turn: no steps before this task
+                self._plain.add(run_id)
             for _ in range(self._config.max_tool_turns):
                 turn = await self._turn(run)
                 if turn.call_step is None:
@@ -364,6 +372,7 @@ class Runner:
 
     async def _open_call_step(self, run: RunRow, turn: _Turn) -> None:
         step = _new_step(run, self._clock.now(), "tool_calls", [], key="tool_calls")
+        self._plain.discard(run.id)
         async with self._db.session() as session:
             session.add(step)
         turn.call_step = step
@@ -405,19 +414,28 @@ class Runner:
         )
         self._events.publish(run.id, "thread.run.step.delta", event)
 
-    async def _close_message(self, turn: _Turn, *, reason: str | None = None) -> None:
-        """Completes the turn's message and its step (usage goes on the step)."""
+    async def _close_message(
+        self, turn: _Turn, *, reason: str | None = None, usage: dict[str, int] | None = None
+    ) -> None:
+        """Completes the turn's message and its step (usage goes on the step; `usage` is
+        also added to the run's, in the same write)."""
         assert turn.message is not None and turn.step is not None
         now = self._clock.now()
-        turn.message.content = await self._builtins.message_content(
-            turn.step.run_id, turn.step.id, turn.text
-        )
+        run_id = turn.step.run_id
+        if run_id in self._plain:
+            turn.message.content = _text_content(turn.text)
+        else:
+            turn.message.content = await self._builtins.message_content(
+                run_id, turn.step.id, turn.text
+            )
         end_message(turn.message, now, reason)
         turn.step.status = "completed"
         turn.step.completed_at = now
         async with self._db.session() as session:
             session.add(turn.message)
             session.add(turn.step)
+            if usage:
+                await _add_usage(session, run_id, usage)
         event = "thread.message.completed" if reason is None else "thread.message.incomplete"
         self._events.publish(turn.message.run_id or "", event, message_wire(turn.message))
         self._events.publish(turn.step.run_id, "thread.run.step.completed", step_wire(turn.step))
@@ -432,17 +450,14 @@ class Runner:
             turn.call_step.step_details = {"type": "tool_calls", "tool_calls": calls}
             async with self._db.session() as session:
                 session.add(turn.call_step)
+                if turn.usage:
+                    await _add_usage(session, run.id, turn.usage)
         elif turn.message is not None:
             reason = "max_tokens" if turn.finish_reason == "length" else None
-            await self._close_message(turn, reason=reason)
-        if turn.usage:
+            await self._close_message(turn, reason=reason, usage=turn.usage)
+        elif turn.usage:
             async with self._db.session() as session:
-                row = (await session.exec(select(RunRow).where(col(RunRow.id) == run.id))).one()
-                total = dict(row.usage or {})
-                for key, value in turn.usage.items():
-                    total[key] = total.get(key, 0) + value
-                row.usage = total
-                session.add(row)
+                await _add_usage(session, run.id, turn.usage)
 
     async def _save_partial(self, turn: _Turn) -> None:
         """Keeps text streamed before a failure or cancel, so nothing shown is lost."""
@@ -470,6 +485,15 @@ async def _chunks(
             yield chunk
     finally:
         await stream.close()
+
+
+async def _add_usage(session: AsyncSession, run_id: str, usage: dict[str, int]) -> None:
+    row = (await session.exec(select(RunRow).where(col(RunRow.id) == run_id))).one()
+    total = dict(row.usage or {})
+    for key, value in usage.items():
+        total[key] = total.get(key, 0) + value
+    row.usage = total
+    session.add(row)
 
 
 def _new_step(run: RunRow, now: int, kind: str, details: Any, *, key: str) -> RunStepRow:

@@ -42,6 +42,8 @@ class RunOutcome:
     text: str = ""
     error: str | None = None
     message_ts: list[str] = field(default_factory=list)
+    #: Whether the run called tools (only then can it have sources, code or files to show).
+    used_tools: bool = False
 
 
 class RunDriver:
@@ -73,6 +75,8 @@ class RunDriver:
                             reply.append(part.text.value)
                 elif event.event == "thread.message.completed":
                     parts.extend(_text_parts(data))
+                elif event.event == "thread.run.step.created" and data.type == "tool_calls":
+                    outcome.used_tools = True
                 elif event.event == "thread.run.requires_action":
                     await reply.set_status("is working on it…")
                     next_stream = await self._answer_calls(thread_id, data, ctx)
@@ -113,7 +117,7 @@ class RunDriver:
     ) -> None:
         artifacts = RunArtifacts()
         links: dict[str, str] = {}
-        if outcome.run_id is not None:
+        if outcome.run_id is not None and outcome.used_tools:
             artifacts = await self._engine.runs.artifacts(thread_id, outcome.run_id)
             links = await upload_outputs(
                 reply.client,
@@ -136,9 +140,12 @@ class RunDriver:
             await reply.fail("_(This took too long and was stopped. Please try again.)_")
         else:
             log.warning("run %s ended %s: %s", outcome.run_id, outcome.status, outcome.error)
+            cause = "the model service failed"
+            if (outcome.error or "").startswith("The server"):  # a replica stopped mid-answer
+                cause = "the server working on it stopped"
             await reply.fail(
-                ":warning: Sorry, I couldn't finish that answer because the model service "
-                "failed. Please try again in a moment."
+                f":warning: Sorry, I couldn't finish that answer because {cause}. "
+                "Please try again in a moment."
             )
 
 
