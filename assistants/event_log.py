@@ -266,9 +266,7 @@ class EventLog:
         conninfo = make_url(self._db.url).set(drivername="postgresql").render_as_string(False)
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    conninfo, autocommit=True
-                ) as conn:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {_CHANNEL}")
                     async for notice in conn.notifies():
                         self._wake(notice.payload)

@@ -28,8 +28,10 @@ class ConversationClaims:
     def __init__(self, *, db: Database, worker_id: str, seconds: float) -> None:
         self._db, self.worker_id, self._seconds = db, worker_id, seconds
 
-    async def take(self, key: ThreadKey) -> bool:
-        """Claims the conversation for this process; False while another live process has it."""
+    async def take(self, key: ThreadKey) -> str | None:
+        """Claims the conversation for this process: "new" when nobody held it, "ours" when
+        this process already did, "taken over" when its holder let it lapse (and may have
+        stopped half-way through an answer); None while another live process holds it."""
         now = time.time()
         try:
             async with self._db.session() as session:
@@ -42,10 +44,13 @@ class ConversationClaims:
                         expires_at=now + self._seconds,
                     )
                 )
-            return True
+            return "new"
         except IntegrityError:
             pass  # claimed before: take it over only if it lapsed (or is ours already)
         async with self._db.session() as session:
+            holder = (
+                await session.exec(select(ConversationClaimRow.worker_id).where(_is(key)))
+            ).first()
             result = await session.exec(
                 update(ConversationClaimRow)
                 .where(
@@ -57,7 +62,9 @@ class ConversationClaims:
                 )
                 .values(worker_id=self.worker_id, expires_at=now + self._seconds)
             )
-        return bool(result.rowcount)
+        if not result.rowcount:
+            return None
+        return "ours" if holder == self.worker_id else "taken over"
 
     async def release(self, key: ThreadKey) -> None:
         async with self._db.session() as session:

@@ -23,6 +23,7 @@ from assistants import (
     Conflict,
     Engine,
     EngineError,
+    ListQuery,
     MessageCreate,
     NotFound,
     RunCreate,
@@ -100,7 +101,6 @@ class Conversations:
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
         self._kicked: set[ThreadKey] = set()
         self._draining = False
-        self._chores: set[asyncio.Task[None]] = set()
         self.active: dict[ThreadKey, _Active] = {}
 
     # -- queue --------------------------------------------------------------------------
@@ -182,15 +182,19 @@ class Conversations:
         lapses and a sweep (here or on another replica) starts a new worker later.
         """
         try:
-            if not await self._claims.take(key):
+            claim = await self._claims.take(key)
+            if claim is None:
                 return  # another replica answers this conversation; it sees the new message
+            # Taken from a process that stopped: its last answer may be half done.
+            resuming = claim == "taken over"
             try:
                 while not self._draining:
                     self._kicked.discard(key)
                     async with self._db.session() as session:
                         row = (await session.exec(_pending(key).limit(1))).first()
                     if row is not None:
-                        await self._answer_queued(key, row)
+                        await self._answer_queued(key, row, resuming)
+                        resuming = False
                         continue
                     if key in self._kicked:  # enqueued while we were looking: look again
                         continue
@@ -209,11 +213,11 @@ class Conversations:
                 extra={"channel": key.channel_id, "thread_ts": key.thread_ts},
             )
 
-    async def _answer_queued(self, key: ThreadKey, row: QueuedMessageRow) -> None:
+    async def _answer_queued(self, key: ThreadKey, row: QueuedMessageRow, resuming: bool) -> None:
         status = "failed"
         try:
             with ANSWER_SECONDS.time():
-                outcome = await self._answer(key, row)
+                outcome = await self._answer(key, row, resuming)
             ANSWERS.labels(status=outcome.status if outcome else "refused").inc()
             status = "done"
         except asyncio.CancelledError:
@@ -245,21 +249,11 @@ class Conversations:
                     raise
                 await asyncio.sleep(0.5)
 
-    async def _remember_run(self, row: QueuedMessageRow, run_id: str) -> None:
-        """Notes which run answers the message, so a takeover follows it instead of asking
-        again."""
-        try:
-            async with self._db.session() as session:
-                stored = await session.get(QueuedMessageRow, row.seq)
-                if stored is not None:
-                    stored.run_id = run_id
-                    session.add(stored)
-        except DBAPIError as exc:
-            log.warning("could not note the run of a message: %s", type(exc).__name__)
-
     # -- one answer ---------------------------------------------------------------------
 
-    async def _answer(self, key: ThreadKey, row: QueuedMessageRow) -> RunOutcome | None:
+    async def _answer(
+        self, key: ThreadKey, row: QueuedMessageRow, resuming: bool = False
+    ) -> RunOutcome | None:
         link = await self.link(key, create=True)
         assert link is not None
         assistant_name = link.assistant_name
@@ -275,16 +269,20 @@ class Conversations:
         )
         status_task = asyncio.create_task(reply.set_status("is thinking…"))
         incoming = Incoming(key, row.reply_thread_ts, row.message_ts, row.user_id, row.text)
+        # The run says which Slack message it answers: a replica taking the conversation over
+        # finds it there (no extra write per answer, and no window where it is not noted).
         params = RunCreate(
             assistant_id=self._directory.id_for(assistant_name),
             additional_messages=[await self._user_message(key, row)],
+            metadata={"slack_ts": row.message_ts},
         )
         active = self.active[key] = _Active(link.engine_thread_id)
         stop_button: asyncio.Task[None] | None = None
         try:
             try:
-                if row.run_id is not None:  # begun by a process that stopped: pick it up
-                    events = await self._engine.runs.follow(row.run_id)
+                begun = await self._begun(link.engine_thread_id, row) if resuming else None
+                if begun is not None:  # a process that stopped began it: follow it to its end
+                    events = await self._engine.runs.follow(begun)
                 else:
                     events = await self._create_run(link.engine_thread_id, params)
             except EngineError as exc:
@@ -294,8 +292,6 @@ class Conversations:
             def on_run(run_id: str) -> None:
                 nonlocal stop_button
                 active.run_id = run_id
-                if row.run_id is None:
-                    self._background(self._remember_run(row, run_id))
                 stop_button = asyncio.create_task(self._offer_stop(row, link, run_id))
 
             return await self._driver.drive(
@@ -331,10 +327,13 @@ class Conversations:
             }
         )
 
-    def _background(self, work: Any) -> None:
-        task = asyncio.create_task(work)
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+    async def _begun(self, thread_id: str, row: QueuedMessageRow) -> str | None:
+        """The run a stopped process created for this message, if it got that far."""
+        latest = await self._engine.runs.list(thread_id, ListQuery(limit=1))
+        for run in latest.data:
+            if (run.metadata or {}).get("slack_ts") == row.message_ts:
+                return run.id
+        return None
 
     async def _create_run(self, thread_id: str, params: RunCreate) -> Any:
         """Creates the run, waiting out a run someone else started on the same engine thread."""

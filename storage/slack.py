@@ -79,8 +79,6 @@ class QueuedMessageRow(SQLModel, table=True):
     files: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     status: str = Field(default="pending", index=True)  # pending | done | failed
     created_at: int
-    #: The engine run answering this message, once created (a takeover follows it).
-    run_id: str | None = Field(default=None, max_length=64)
 
 
 class ConversationClaimRow(SQLModel, table=True):

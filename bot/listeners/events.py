@@ -30,9 +30,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
         thread_ts = event.get("thread_ts") or event["ts"]
         key = ThreadKey(_team(event, context), event["channel"], thread_ts)
         # app_mention events omit files: None asks the worker to look them up.
-        await bot.conversations.enqueue(
-            incoming(key, event, thread_ts, context, files_known=False)
-        )
+        await bot.conversations.enqueue(incoming(key, event, thread_ts, context, files_known=False))
 
     @app.event("message")
     async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -50,9 +48,7 @@ async def on_user_message(bot: Bot, event: dict[str, Any], context: AsyncBoltCon
         key = ThreadKey(team, channel, thread_ts or "")
         if thread_ts and not await bot.conversations.follows(key):
             key = ThreadKey(team, channel, "")  # a reply under one of our DM answers
-        await bot.conversations.enqueue(
-            incoming(key, event, thread_ts or event["ts"], context)
-        )
+        await bot.conversations.enqueue(incoming(key, event, thread_ts or event["ts"], context))
         return
     if not thread_ts:
         return  # top-level channel chatter: only a mention starts a conversation
