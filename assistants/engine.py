@@ -76,7 +76,11 @@ class Engine:
             db=db, clock=self.clock, root=data_dir / "files", max_bytes=max_file_bytes
         )
         self.vector_stores = VectorStoreService(
-            db=db, clock=self.clock, files=self.files, index=ChunkIndex(db, embedder)
+            db=db,
+            clock=self.clock,
+            files=self.files,
+            index=ChunkIndex(db, embedder),
+            lease=self.lease,
         )
         self.sandbox = SandboxPool(
             sandbox or SandboxConfig(root=data_dir / "sandboxes", python=DEFAULT_SANDBOX_PYTHON)
@@ -117,7 +121,7 @@ class Engine:
         self.event_log.start()
         await self.runs.take_over()
         await self.files.sweep_orphans()
-        await self.vector_stores.resume()
+        await self.vector_stores.take_over()
         try:
             await self.sandbox.start()
         except SandboxUnavailable as exc:
@@ -125,9 +129,10 @@ class Engine:
         every = self._sweep_interval
         for job, seconds in (
             (self.runs.take_over, self._claim_interval),
-            (self.runner.renew_leases, self.lease.seconds / 3),
+            (self._renew_leases, self.lease.seconds / 3),
             (self.runs.expire_due, every),
             (self.event_log.purge, 60.0),
+            (self.vector_stores.take_over, every),
             (self.vector_stores.expire_due, every * 12),
             (self.sandbox.reap_idle, every * 12),
         ):
@@ -135,6 +140,10 @@ class Engine:
                 job, "interval", seconds=seconds, max_instances=1, coalesce=True
             )
         self._scheduler.start()
+
+    async def _renew_leases(self) -> None:
+        await self.runner.renew_leases()
+        await self.vector_stores.renew_leases()
 
     async def drain(self, grace: float) -> None:
         """Graceful shutdown, first half: takes no new runs and gives the working ones `grace`

@@ -66,6 +66,7 @@ class EventLog:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
+        self._closing = False
 
     # -- writing ------------------------------------------------------------------------
 
@@ -85,7 +86,14 @@ class EventLog:
                 self._tasks.append(asyncio.create_task(self._listen(), name="event listen"))
 
     async def close(self) -> None:
+        """Writes what is queued and stops. The flusher is let finish its write rather than
+        cancelled in the middle of it (which could lose the batch it holds)."""
+        self._closing = True
+        self._urgent.set()
         for task in self._tasks:
+            if task.get_name() == "event log":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), 5.0)
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
@@ -100,7 +108,7 @@ class EventLog:
             batch, self._queue = _coalesce(self._queue), []
             try:
                 await self._write(batch)
-            except (DBAPIError, OSError):
+            except (DBAPIError, OSError, asyncio.CancelledError):
                 self._queue[:0] = batch  # the database is away: keep them, in order
                 raise
         for run_id in {p.run_id for p in batch}:
@@ -160,7 +168,7 @@ class EventLog:
                 self._next.pop(pending.run_id, None)
 
     async def _flush_forever(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._urgent.wait(), self._interval)
             self._urgent.clear()

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 import unicodedata
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -153,11 +154,18 @@ class FileService:
         await asyncio.to_thread(_unlink, self.path(file_id))
         return FileDeleted(id=file_id, object="file", deleted=True)
 
-    async def sweep_orphans(self) -> int:
-        """Removes blobs without a row (left by a crash between write and commit)."""
+    async def sweep_orphans(self, min_age: float = 3600.0) -> int:
+        """Removes blobs without a row (left by a crash between write and commit).
+
+        Only blobs older than `min_age` seconds: replicas may share this folder, and a young
+        one can be an upload another process is still writing or about to commit.
+        """
         if not self._root.exists():
             return 0
-        names = await asyncio.to_thread(lambda: [p.name for p in self._root.iterdir()])
+        cutoff = time.time() - min_age
+        names = await asyncio.to_thread(
+            lambda: [p.name for p in self._root.iterdir() if _mtime(p) < cutoff]
+        )
         async with self._db.session() as session:
             known = set((await session.exec(select(FileRow.id))).all())
         removed = 0
@@ -166,6 +174,13 @@ class FileService:
                 await asyncio.to_thread(_unlink, self._root / name)
                 removed += 1
         return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile (by another replica's sweep)
+        return float("inf")
 
 
 def _wire(row: FileRow) -> FileObject:

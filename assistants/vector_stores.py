@@ -19,13 +19,14 @@ from openai.types.vector_stores import (
     VectorStoreFileBatch,
     VectorStoreFileDeleted,
 )
-from sqlmodel import col, select
+from sqlmodel import col, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from assistants.clock import Clock
 from assistants.errors import InvalidRequest, NotFound
 from assistants.files import FileService
 from assistants.ids import new_id
+from assistants.leases import Lease
 from assistants.pagination import Page, paginate
 from assistants.params import ListQuery
 from assistants.retrieval import (
@@ -61,11 +62,14 @@ class VectorStoreService:
         clock: Clock,
         files: FileService,
         index: ChunkIndex,
+        lease: Lease,
         concurrency: int = 2,
     ) -> None:
         self._db, self._clock, self._files, self.index = db, clock, files, index
+        self._lease = lease
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._mine: set[int] = set()  # rows (seq) this process indexes or will index
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -330,17 +334,56 @@ class VectorStoreService:
 
     # -- ingestion ----------------------------------------------------------------------
 
-    async def resume(self) -> None:
-        """Files a previous process accepted but did not finish indexing."""
+    async def take_over(self) -> None:
+        """Indexes the files whose indexing process stopped (a crash, a replica that died):
+        still `in_progress`, with a lease nobody renews."""
+        now = self._lease.now()
         async with self._db.session() as session:
             rows = (
                 await session.exec(
                     select(VectorStoreFileRow).where(
-                        col(VectorStoreFileRow.status) == "in_progress"
+                        col(VectorStoreFileRow.status) == "in_progress",
+                        or_(
+                            col(VectorStoreFileRow.lease_expires_at).is_(None),
+                            col(VectorStoreFileRow.lease_expires_at) < now,
+                        ),
                     )
                 )
             ).all()
-        self._ingest_later(list(rows))
+        self._ingest_later([row for row in rows if row.seq not in self._mine])
+
+    async def renew_leases(self) -> None:
+        if not self._mine:
+            return
+        async with self._db.session() as session:
+            await session.exec(
+                update(VectorStoreFileRow)
+                .where(
+                    col(VectorStoreFileRow.seq).in_(list(self._mine)),
+                    col(VectorStoreFileRow.worker_id) == self._lease.worker_id,
+                )
+                .values(lease_expires_at=self._lease.until())
+            )
+
+    async def _claim(self, row: VectorStoreFileRow) -> bool:
+        """Makes this process the file's indexer, unless a live one already is."""
+        now = self._lease.now()
+        async with self._db.session() as session:
+            result = await session.exec(
+                update(VectorStoreFileRow)
+                .where(
+                    col(VectorStoreFileRow.seq) == row.seq,
+                    col(VectorStoreFileRow.status) == "in_progress",
+                    or_(
+                        col(VectorStoreFileRow.worker_id) == self._lease.worker_id,
+                        col(VectorStoreFileRow.worker_id).is_(None),
+                        col(VectorStoreFileRow.lease_expires_at).is_(None),
+                        col(VectorStoreFileRow.lease_expires_at) < now,
+                    ),
+                )
+                .values(worker_id=self._lease.worker_id, lease_expires_at=self._lease.until())
+            )
+        return bool(result.rowcount)
 
     async def idle(self) -> None:
         """Waits until every queued file is indexed (tests, benchmarks, shutdown)."""
@@ -353,7 +396,9 @@ class VectorStoreService:
 
     def _ingest_later(self, rows: Sequence[VectorStoreFileRow]) -> None:
         for row in rows:
-            task = asyncio.create_task(self._ingest(row.vector_store_id, row.file_id))
+            assert row.seq is not None
+            self._mine.add(row.seq)
+            task = asyncio.create_task(self._ingest(row.vector_store_id, row.file_id, row.seq))
             self._tasks.add(task)
             self._idle.clear()
             task.add_done_callback(self._task_done)
@@ -363,12 +408,18 @@ class VectorStoreService:
         if not self._tasks:
             self._idle.set()
 
-    async def _ingest(self, vector_store_id: str, file_id: str) -> None:
+    async def _ingest(self, vector_store_id: str, file_id: str, seq: int) -> None:
+        try:
+            await self._ingest_one(vector_store_id, file_id)
+        finally:
+            self._mine.discard(seq)
+
+    async def _ingest_one(self, vector_store_id: str, file_id: str) -> None:
         async with self._slots:
             async with self._db.session() as session:
                 row = await _store_file(session, vector_store_id, file_id)
-            if row.status != "in_progress":
-                return  # cancelled meanwhile
+            if row.status != "in_progress" or not await self._claim(row):
+                return  # cancelled meanwhile, or another live process indexes it
             try:
                 stored = await self._files.row(file_id)
                 data = await self._files.read(file_id)
@@ -438,6 +489,8 @@ class VectorStoreService:
             created_at=self._clock.now(),
             chunking_strategy=strategy,
             attributes=attributes,
+            worker_id=self._lease.worker_id,
+            lease_expires_at=self._lease.until(),
         )
 
 

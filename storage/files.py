@@ -55,6 +55,10 @@ class VectorStoreFileRow(SQLModel, table=True):
     last_error: dict[str, str] | None = Field(default=None, sa_type=JSON)
     chunking_strategy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     attributes: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    #: The process indexing the file and its lease (Unix seconds), as for runs: a lapsed
+    #: lease means that process stopped, and another indexes the file.
+    worker_id: str | None = Field(default=None, max_length=64)
+    lease_expires_at: float | None = None
 
 
 class FileBatchRow(SQLModel, table=True):

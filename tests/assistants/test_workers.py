@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from assistants import (
 )
 from assistants.api import api_app
 from assistants.leases import Lease
-from storage import Database, RunEventRow, RunRow
+from assistants.vector_store_params import VectorStoreCreate
+from storage import Database, RunEventRow, RunRow, VectorStoreFileRow
 from tests.assistants.test_runs_seed_flows import hosted_text_run_events
 from tests.conftest import API_KEY
 from tests.fakes.model_server import ModelFake, ToolCall, text_reply, tool_calls_reply
@@ -273,3 +276,52 @@ async def test_a_queued_run_of_a_dead_worker_is_executed_by_another(
         assert list(positions) == list(range(len(positions)))
     finally:
         await front.close()
+
+
+async def test_the_orphan_sweep_spares_young_blobs_another_replica_may_be_writing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    root = tmp_path / "data" / "files"
+    root.mkdir(parents=True, exist_ok=True)
+    hour_ago = time.time() - 3700
+    old_orphan, old_part = root / "file-gone", root / "file-crashed.part"
+    young_orphan, young_part = root / "file-committing", root / "file-uploading.part"
+    for path in (old_orphan, old_part, young_orphan, young_part):
+        path.write_bytes(b"x")
+    for path in (old_orphan, old_part):
+        os.utime(path, (hour_ago, hour_ago))
+
+    assert await engine.files.sweep_orphans() == 2
+    assert sorted(p.name for p in root.iterdir()) == ["file-committing", "file-uploading.part"]
+
+
+async def test_files_whose_indexer_died_are_indexed_by_another_process_only(
+    engine: Engine,
+) -> None:
+    store = await engine.vector_stores.create(VectorStoreCreate())
+    orphaned = await engine.files.create_bytes("dead.txt", "assistants", b"Otters hold hands.")
+    busy = await engine.files.create_bytes("busy.txt", "assistants", b"Badgers dig setts.")
+    async with engine.db.session() as session:
+        for file_id, worker, lease in (
+            (orphaned.id, "gone", Lease.now() - 1),  # its indexer stopped renewing
+            (busy.id, "alive", Lease.now() + 60),  # another live process indexes it
+        ):
+            session.add(
+                VectorStoreFileRow(
+                    vector_store_id=store.id,
+                    file_id=file_id,
+                    created_at=0,
+                    chunking_strategy={"type": "auto"},
+                    worker_id=worker,
+                    lease_expires_at=lease,
+                )
+            )
+
+    await engine.vector_stores.take_over()
+    await engine.vector_stores.idle()
+
+    async with engine.db.session() as session:
+        rows = (await session.exec(select(VectorStoreFileRow))).all()
+    status = {row.file_id: (row.status, row.worker_id) for row in rows}
+    assert status[orphaned.id] == ("completed", engine.lease.worker_id)
+    assert status[busy.id] == ("in_progress", "alive")
