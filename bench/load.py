@@ -2,6 +2,7 @@
 
     python -m bench.load            # full run, a few minutes
     python -m bench.load --quick    # smaller counts, under a minute
+    python -m bench.load --only throughput,overhead   # some scenarios only
 
 Prints one JSON object per scenario on stdout (progress on stderr). Everything runs on
 127.0.0.1: the Slack Web API emulator and the scripted model server (tests/fakes/) in this
@@ -426,36 +427,44 @@ async def prompt_build(sizes: list[int], repeats: int) -> None:
     emit({"scenario": "prompt_build", **result, "target_ms_at_10000": 20})
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, only: set[str]) -> None:
     started = time.monotonic()
-    scenarios: list[Callable[[], Any]]
+    scenarios: list[tuple[str, Callable[[], Any]]]
     if quick:
         scenarios = [
-            lambda: overhead(1, 5, 20, 0.2, 0.01),
-            lambda: overhead(50, 1, 20, 0.2, 0.01),
-            lambda: throughput(100, 50),
-            lambda: memory(100, 5.0),
-            lambda: prompt_build([100, 10_000], 3),
-            lambda: slack_writes(10, 40, 0.05, 10),
-            lambda: polling_baseline(1, 20, 0.2, 0.01),
+            ("overhead", lambda: overhead(1, 5, 20, 0.2, 0.01)),
+            ("overhead", lambda: overhead(50, 1, 20, 0.2, 0.01)),
+            ("throughput", lambda: throughput(100, 50)),
+            ("memory", lambda: memory(100, 5.0)),
+            ("prompt_build", lambda: prompt_build([100, 10_000], 3)),
+            ("slack_writes", lambda: slack_writes(10, 40, 0.05, 10)),
+            ("polling_baseline", lambda: polling_baseline(1, 20, 0.2, 0.01)),
         ]
     else:
         scenarios = [
-            lambda: overhead(1, 20, 20, 0.2, 0.01),
-            lambda: overhead(200, 1, 20, 0.2, 0.01),
-            lambda: throughput(400, 100),
-            lambda: memory(1000, 45.0),
-            lambda: prompt_build([100, 1_000, 10_000], 10),
-            lambda: slack_writes(10, 100, 0.05, 25),
-            lambda: slack_writes(200, 100, 0.05, 30),
-            lambda: polling_baseline(3, 20, 0.2, 0.01),
+            ("overhead", lambda: overhead(1, 20, 20, 0.2, 0.01)),
+            ("overhead", lambda: overhead(200, 1, 20, 0.2, 0.01)),
+            ("throughput", lambda: throughput(400, 100)),
+            ("memory", lambda: memory(1000, 45.0)),
+            ("prompt_build", lambda: prompt_build([100, 1_000, 10_000], 10)),
+            ("slack_writes", lambda: slack_writes(10, 100, 0.05, 25)),
+            ("slack_writes", lambda: slack_writes(200, 100, 0.05, 30)),
+            ("polling_baseline", lambda: polling_baseline(3, 20, 0.2, 0.01)),
         ]
-    for scenario in scenarios:
-        await scenario()
+    unknown = only - {name for name, _ in scenarios}
+    if unknown:
+        raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    for name, scenario in scenarios:
+        if not only or name in only:
+            await scenario()
     log(f"done in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, under a minute")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenario names (default: all of them)"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, {name for name in args.only.split(",") if name}))
