@@ -25,7 +25,7 @@ async def measure(sizes: list[int], repeats: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-prompt-") as tmp:
         db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'prompt.db'}")
-        await db.create_all()
+        await db.upgrade()
         try:
             for size in sizes:
                 thread_id = f"thread_{size}"

@@ -57,7 +57,7 @@ async def check(settings: Settings, *, out: TextIO = sys.stdout) -> int:
     try:
         url = make_url(runtime.db.url).render_as_string(hide_password=True)
         try:
-            await runtime.db.create_all()
+            await runtime.db.upgrade()
             await runtime.db.ping()
             report(True, "database", url)
         except Exception as exc:  # any driver error: report it, never a traceback

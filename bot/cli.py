@@ -1,4 +1,4 @@
-"""The `slack-assistants` command: run, serve, chat, check."""
+"""The `slack-assistants` command: run, serve, chat, check, db."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from bot.assistants_file import AssistantsFileError
 from bot.logs import configure_logging
 from bot.settings import Settings
 
@@ -29,6 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     chat_parser.add_argument("--assistant", help="name from assistants.yml (default: the DM one)")
     chat_parser.add_argument("--new", action="store_true", help="start a fresh conversation")
     commands.add_parser("check", help="validate settings, assistants.yml, database and model")
+    db_parser = commands.add_parser("db", help="the database schema: upgrade, current")
+    db_commands = db_parser.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser(
+        "upgrade", help="migrate the database to the newest schema (run and serve do it too)"
+    )
+    db_commands.add_parser("current", help="print the database's schema revision")
     args = parser.parse_args(argv)
 
     try:
@@ -39,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.command == "db":  # the schema alone: neither the engine nor assistants.yml
+        return asyncio.run(_db(settings, args.db_command))
+    from bot.assistants_file import AssistantsFileError
+
     try:
         if args.command == "run":
             return _run(settings)
@@ -97,4 +107,26 @@ def _serve(settings: Settings) -> int:
         return 2
     logging.getLogger("bot").info("serving the Assistants API on port %s", settings.port)
     web.run_app(http_app(Runtime(settings)), port=settings.port, print=None)
+    return 0
+
+
+async def _db(settings: Settings, command: str) -> int:
+    from storage import Database, database_url_for
+    from storage.migrations import head
+
+    db = Database(database_url_for(settings.database_url, settings.data_dir))
+    try:
+        if command == "upgrade":
+            await db.upgrade()
+        revision = await db.revision()
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"error: database: {exc}", file=sys.stderr)
+        print("Check DATABASE_URL (or DATA_DIR for SQLite) and that it is up.", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    if revision is None:
+        print("none (an empty database, or one from before migrations: run `db upgrade`)")
+    else:
+        print(f"{revision} (head)" if revision == head() else revision)
     return 0

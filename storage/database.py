@@ -1,4 +1,4 @@
-"""The async database: URL normalisation, engine, sessions and schema creation.
+"""The async database: URL normalisation, engine, sessions and schema upgrades.
 
 One choice used everywhere: SQLAlchemy's asyncio engine (aiosqlite for SQLite, psycopg 3 for
 PostgreSQL) with short sessions, so nothing blocks the event loop.
@@ -6,26 +6,28 @@ PostgreSQL) with short sessions, so nothing blocks the event loop.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlmodel import SQLModel, text
+from sqlmodel import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-# Importing the table modules registers their tables on SQLModel.metadata.
-import storage.files
-import storage.models
-import storage.retrieval
-import storage.slack  # noqa: F401
+from storage import migrations
 from storage.retrieval import create_retrieval_schema
 
 __all__ = ["Database", "database_url_for"]
+
+# pg_advisory_lock key held while one process migrates ("slmg"); other processes wait on it.
+_PG_MIGRATION_LOCK = 0x736C6D67
 
 
 def database_url_for(database_url: str | None, data_dir: Path) -> str:
@@ -65,11 +67,56 @@ class Database:
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
 
-    async def create_all(self) -> None:
-        """Creates missing tables (first start); existing rows are never touched."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
-        await create_retrieval_schema(self)
+    async def upgrade(self) -> None:
+        """Brings the schema to the newest revision, keeping every row; run at every start.
+
+        At head already (the usual start) this costs one query before the retrieval schema's
+        idempotent check. Otherwise one process at a time migrates, under a lock that spans
+        processes and replicas; the others wait, then find the work done.
+        """
+        if await self._at_head():
+            await create_retrieval_schema(self)
+            return
+        async with self._migration_lock():
+            async with self.engine.connect() as conn:
+                await conn.run_sync(migrations.upgrade)
+            await create_retrieval_schema(self)
+
+    async def revision(self) -> str | None:
+        """The schema's revision; None before the first upgrade (empty, or pre-migrations)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(migrations.current)
+
+    async def _at_head(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                found = await conn.execute(text("SELECT version_num FROM alembic_version"))
+                return found.scalar_one_or_none() == migrations.head()
+        except DBAPIError:  # no version table yet; any other trouble shows up in the upgrade
+            return False
+
+    @asynccontextmanager
+    async def _migration_lock(self) -> AsyncIterator[None]:
+        """PostgreSQL: a session advisory lock on a connection of its own; SQLite: an exclusive
+        `flock` on `<database file>.migrate.lock` beside the database (none in memory)."""
+        if not self.is_sqlite:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(f"SELECT pg_advisory_lock({_PG_MIGRATION_LOCK})"))
+                try:
+                    yield
+                finally:
+                    await conn.execute(text(f"SELECT pg_advisory_unlock({_PG_MIGRATION_LOCK})"))
+            return
+        path = make_url(self.url).database
+        if not path or path == ":memory:":
+            yield
+            return
+        lock = await asyncio.to_thread(_locked_file, Path(f"{path}.migrate.lock"))
+        try:
+            yield
+        finally:
+            lock.close()  # releases the lock
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -83,6 +130,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _locked_file(path: Path) -> IO[str]:
+    """The file opened and exclusively `flock`ed (waiting for the current holder)."""
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
