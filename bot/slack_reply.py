@@ -76,6 +76,7 @@ class SlackReply:
         self._last_write = 0.0
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Future[None] | None = None
         self.writes = 0
 
     @property
@@ -157,7 +158,11 @@ class SlackReply:
             wait = self._last_write + self._interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self._flush()
+            # A task of its own, shielded: stopping the pump must never cut a write in half
+            # (Slack may have taken it while we never saw the answer: the text would be sent
+            # twice, or a stream stopped twice).
+            self._flushing = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self._flushing)
 
     async def _stop_pump(self) -> None:
         if self._pump is not None:
@@ -165,6 +170,9 @@ class SlackReply:
             with suppress(asyncio.CancelledError):
                 await self._pump
             self._pump = None
+        if self._flushing is not None:
+            await self._flushing  # the write in flight completes first
+            self._flushing = None
 
     async def _flush(self) -> None:
         while self._pending:
