@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import openai
@@ -66,8 +67,9 @@ async def engine(
     await engine.close()
 
 
-@pytest.fixture
-async def api_url(engine: Engine) -> AsyncIterator[str]:
+@asynccontextmanager
+async def serve_api(engine: Engine) -> AsyncIterator[str]:
+    """The engine's REST API on a free loopback port; yields its base URL."""
     app = web.Application()
     app.add_subapp("/v1", api_app(engine, api_key=API_KEY, poll_after_ms=20))
     runner = web.AppRunner(app)
@@ -75,8 +77,16 @@ async def api_url(engine: Engine) -> AsyncIterator[str]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}/v1"
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def api_url(engine: Engine) -> AsyncIterator[str]:
+    async with serve_api(engine) as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import openai
 import pytest
-from aiohttp import web
 from sqlmodel import col, select, update
 
 from assistants import (
@@ -25,12 +24,11 @@ from assistants import (
     RunnerConfig,
     ThreadCreate,
 )
-from assistants.api import api_app
 from assistants.leases import Lease
 from assistants.vector_store_params import VectorStoreCreate
 from storage import Database, RunEventRow, RunRow, VectorStoreFileRow
 from tests.assistants.test_runs_seed_flows import hosted_text_run_events
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, serve_api
 from tests.fakes.model_server import ModelFake, ToolCall, text_reply, tool_calls_reply
 
 
@@ -78,17 +76,10 @@ async def worker(
 
 @pytest.fixture
 async def front_client(front: Engine) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = web.Application()
-    app.add_subapp("/v1", api_app(front, api_key=API_KEY, poll_after_ms=20))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    sdk = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY)
-    yield sdk
-    await sdk.close()
-    await runner.cleanup()
+    async with serve_api(front) as url:
+        sdk = openai.AsyncOpenAI(base_url=url, api_key=API_KEY)
+        yield sdk
+        await sdk.close()
 
 
 def _count_starts(engine: Engine) -> list[str]:
