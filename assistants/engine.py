@@ -9,6 +9,7 @@ await engine.close()
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC
 from pathlib import Path
@@ -21,6 +22,7 @@ from assistants.clock import Clock, SystemClock
 from assistants.event_log import EventLog
 from assistants.events import EventHub
 from assistants.files import FileService
+from assistants.heartbeat import Heartbeat
 from assistants.leases import Lease
 from assistants.lifecycle import RunLifecycle
 from assistants.locking import ThreadLocks
@@ -64,6 +66,7 @@ class Engine:
         self.db = db
         self.clock = clock or SystemClock()
         self.lease = lease or Lease()
+        self.heartbeat = Heartbeat(db.url, self.lease)
         self.event_log = EventLog(db, run_wire=run_wire)
         self.events = EventHub(sink=self.event_log.add)
         self._sweep_interval, self._claim_interval = sweep_interval, claim_interval
@@ -113,6 +116,8 @@ class Engine:
             threads=self.threads,
             log=self.event_log,
         )
+        self.heartbeat.register(self.runner.renew_leases)
+        self.heartbeat.register(self.vector_stores.renew_leases)
 
     async def start(self) -> None:
         """Brings the schema up to date, takes over runs whose worker is gone, starts the
@@ -129,7 +134,7 @@ class Engine:
         every = self._sweep_interval
         for job, seconds in (
             (self.runs.take_over, self._claim_interval),
-            (self._renew_leases, self.lease.seconds / 3),
+            (self.runner.reconcile, self.lease.seconds / 3),
             (self.runs.expire_due, every),
             (self.event_log.purge, 60.0),
             (self.vector_stores.take_over, every),
@@ -140,10 +145,7 @@ class Engine:
                 job, "interval", seconds=seconds, max_instances=1, coalesce=True
             )
         self._scheduler.start()
-
-    async def _renew_leases(self) -> None:
-        await self.runner.renew_leases()
-        await self.vector_stores.renew_leases()
+        self.heartbeat.start()
 
     async def drain(self, grace: float) -> None:
         """Graceful shutdown, first half: takes no new runs and gives the working ones `grace`
@@ -154,6 +156,7 @@ class Engine:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         await self.runner.close()
+        await asyncio.to_thread(self.heartbeat.stop)
         await self.event_log.close()
         await self.vector_stores.close()
         await self.sandbox.close()

@@ -19,6 +19,7 @@ import openai
 from openai.types.beta.threads import MessageDeltaEvent
 from openai.types.beta.threads.runs import RunStepDeltaEvent
 from openai.types.chat import ChatCompletionChunk
+from sqlalchemy import Connection
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -97,6 +98,8 @@ class Runner:
         self._lifecycle, self._model, self._config = lifecycle, model, config
         self._builtins = BuiltinCalls(db=db, events=events, tools=tools or {})
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: The run ids of `_tasks`, replaced whole on each change: the heartbeat thread reads it.
+        self._held: tuple[str, ...] = ()
         self._stop_as: dict[str, str] = {}
         self._draining = False
         #: Runs of this process that have made no tool call yet: their messages need no
@@ -115,6 +118,7 @@ class Runner:
         """Runs (or resumes) the run in the background; the caller returns at once."""
         task = asyncio.create_task(self._execute(run_id), name=f"run {run_id}")
         self._tasks[run_id] = task
+        self._held = tuple(self._tasks)
         task.add_done_callback(lambda done: self._forget(run_id, done))
 
     def _forget(self, run_id: str, task: asyncio.Task[None]) -> None:
@@ -127,6 +131,7 @@ class Runner:
         """
         if self._tasks.get(run_id) is task:
             del self._tasks[run_id]
+            self._held = tuple(self._tasks)
 
     def is_running(self, run_id: str) -> bool:
         return run_id in self._tasks
@@ -143,10 +148,23 @@ class Runner:
         self._stop_as.pop(run_id, None)
         return True
 
-    async def renew_leases(self) -> None:
-        """Keeps the leases of the runs working here alive, and stops the ones another process
-        changed meanwhile: cancelled (this worker ends them), ended, or taken over after this
-        process failed to renew in time (then it must not write anything more)."""
+    def renew_leases(self, connection: Connection, until: float) -> None:
+        """The heartbeat's renewal (its own thread): the leases of the runs working here."""
+        held = self._held
+        if held:
+            connection.execute(
+                update(RunRow)
+                .where(
+                    col(RunRow.id).in_(held),
+                    col(RunRow.worker_id) == self._lifecycle.lease.worker_id,
+                )
+                .values(lease_expires_at=until)
+            )
+
+    async def reconcile(self) -> None:
+        """Stops the runs working here that another process changed meanwhile: cancelled
+        (this worker ends them), ended, or taken over after this process failed to renew in
+        time (then it must not write anything more)."""
         run_ids = list(self._tasks)
         if not run_ids:
             return
@@ -156,11 +174,6 @@ class Runner:
                 col(RunRow.id).in_(run_ids)
             )
             rows = (await session.exec(statement)).all()
-            await session.exec(
-                update(RunRow)
-                .where(col(RunRow.id).in_(run_ids), col(RunRow.worker_id) == lease.worker_id)
-                .values(lease_expires_at=lease.until())
-            )
         for run_id, status, worker_id in rows:
             if status == "cancelling":
                 await self.stop(run_id, status="cancelled")
@@ -432,10 +445,10 @@ class Runner:
         turn.step.status = "completed"
         turn.step.completed_at = now
         async with self._db.session() as session:
+            if usage:  # the run's row first: every transaction locks a run before its parts
+                await _add_usage(session, run_id, usage)
             session.add(turn.message)
             session.add(turn.step)
-            if usage:
-                await _add_usage(session, run_id, usage)
         event = "thread.message.completed" if reason is None else "thread.message.incomplete"
         self._events.publish(turn.message.run_id or "", event, message_wire(turn.message))
         self._events.publish(turn.step.run_id, "thread.run.step.completed", step_wire(turn.step))
@@ -449,9 +462,9 @@ class Runner:
             calls = [self._builtins.begin(run, turn.calls[i]) for i in sorted(turn.calls)]
             turn.call_step.step_details = {"type": "tool_calls", "tool_calls": calls}
             async with self._db.session() as session:
-                session.add(turn.call_step)
-                if turn.usage:
+                if turn.usage:  # the run's row first, as in every transaction
                     await _add_usage(session, run.id, turn.usage)
+                session.add(turn.call_step)
         elif turn.message is not None:
             reason = "max_tokens" if turn.finish_reason == "length" else None
             await self._close_message(turn, reason=reason, usage=turn.usage)
@@ -488,7 +501,8 @@ async def _chunks(
 
 
 async def _add_usage(session: AsyncSession, run_id: str, usage: dict[str, int]) -> None:
-    row = (await session.exec(select(RunRow).where(col(RunRow.id) == run_id))).one()
+    statement = select(RunRow).where(col(RunRow.id) == run_id).with_for_update()
+    row = (await session.exec(statement)).one()
     total = dict(row.usage or {})
     for key, value in usage.items():
         total[key] = total.get(key, 0) + value

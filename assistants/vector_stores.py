@@ -19,6 +19,7 @@ from openai.types.vector_stores import (
     VectorStoreFileBatch,
     VectorStoreFileDeleted,
 )
+from sqlalchemy import Connection
 from sqlmodel import col, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -70,6 +71,7 @@ class VectorStoreService:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._mine: set[int] = set()  # rows (seq) this process indexes or will index
+        self._held: tuple[int, ...] = ()  # `_mine`, replaced whole: the heartbeat reads it
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -352,17 +354,17 @@ class VectorStoreService:
             ).all()
         self._ingest_later([row for row in rows if row.seq not in self._mine])
 
-    async def renew_leases(self) -> None:
-        if not self._mine:
-            return
-        async with self._db.session() as session:
-            await session.exec(
+    def renew_leases(self, connection: Connection, until: float) -> None:
+        """The heartbeat's renewal (its own thread): the files this process indexes."""
+        held = self._held
+        if held:
+            connection.execute(
                 update(VectorStoreFileRow)
                 .where(
-                    col(VectorStoreFileRow.seq).in_(list(self._mine)),
+                    col(VectorStoreFileRow.seq).in_(held),
                     col(VectorStoreFileRow.worker_id) == self._lease.worker_id,
                 )
-                .values(lease_expires_at=self._lease.until())
+                .values(lease_expires_at=until)
             )
 
     async def _claim(self, row: VectorStoreFileRow) -> bool:
@@ -398,6 +400,7 @@ class VectorStoreService:
         for row in rows:
             assert row.seq is not None
             self._mine.add(row.seq)
+            self._held = tuple(self._mine)
             task = asyncio.create_task(self._ingest(row.vector_store_id, row.file_id, row.seq))
             self._tasks.add(task)
             self._idle.clear()
@@ -413,6 +416,7 @@ class VectorStoreService:
             await self._ingest_one(vector_store_id, file_id)
         finally:
             self._mine.discard(seq)
+            self._held = tuple(self._mine)
 
     async def _ingest_one(self, vector_store_id: str, file_id: str) -> None:
         async with self._slots:

@@ -144,12 +144,10 @@ class Bot:
         app.middleware(_once_per_event(runtime.db))
         register_all(app, bot)
         # Conversations whose messages nobody answers (their replica stopped) are picked up
-        # by the sweep; the claims of those answered here are kept alive.
-        for job, seconds in (
-            (conversations.resume, 1.0),
-            (conversations.renew_claims, runtime.engine.lease.seconds / 3),
-        ):
-            scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True)
+        # by the sweep (the engine's heartbeat keeps the claims of those answered here alive).
+        scheduler.add_job(
+            conversations.resume, "interval", seconds=1.0, max_instances=1, coalesce=True
+        )
         scheduler.start()
         await conversations.resume()
         return bot

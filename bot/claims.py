@@ -10,9 +10,10 @@ never both hold it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, or_
+from sqlalchemy import Connection, and_, exists, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select, update
 
@@ -74,20 +75,19 @@ class ConversationClaims:
                 )
             )
 
-    async def renew(self, keys: list[ThreadKey]) -> None:
+    def renew(self, connection: Connection, until: float, keys: Sequence[ThreadKey]) -> None:
         """Extends the claims of the conversations this process is answering right now (only
-        those: the claim of a worker that died here must lapse like any other)."""
-        until = time.time() + self._seconds
+        those: the claim of a worker that died here must lapse like any other). Called by the
+        engine's heartbeat thread, on its own connection."""
         for start in range(0, len(keys), 100):
-            async with self._db.session() as session:
-                await session.exec(
-                    update(ConversationClaimRow)
-                    .where(
-                        col(ConversationClaimRow.worker_id) == self.worker_id,
-                        or_(*[_is(key) for key in keys[start : start + 100]]),
-                    )
-                    .values(expires_at=until)
+            connection.execute(
+                update(ConversationClaimRow)
+                .where(
+                    col(ConversationClaimRow.worker_id) == self.worker_id,
+                    or_(*[_is(key) for key in keys[start : start + 100]]),
                 )
+                .values(expires_at=until)
+            )
 
     async def unclaimed(self, limit: int = 200) -> list[tuple[str, str, str]]:
         """Conversations with messages waiting and nobody (alive) answering them."""

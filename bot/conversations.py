@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
@@ -99,6 +100,9 @@ class Conversations:
             db=db, worker_id=engine.lease.worker_id, seconds=engine.lease.seconds
         )
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
+        #: The keys of `_workers`, replaced whole on each change: the heartbeat thread reads it.
+        self._held: tuple[ThreadKey, ...] = ()
+        engine.heartbeat.register(self._renew_claims)
         self._kicked: set[ThreadKey] = set()
         self._draining = False
         self.active: dict[ThreadKey, _Active] = {}
@@ -138,8 +142,10 @@ class Conversations:
         for key in await self._claims.unclaimed():
             self._kick(ThreadKey(*key))
 
-    async def renew_claims(self) -> None:
-        await self._claims.renew(list(self._workers))
+    def _renew_claims(self, connection: Connection, until: float) -> None:
+        held = self._held
+        if held:
+            self._claims.renew(connection, until, held)
 
     async def pending(self, key: ThreadKey) -> int:
         async with self._db.session() as session:
@@ -173,7 +179,12 @@ class Conversations:
         if key not in self._workers:
             worker = asyncio.create_task(self._drain(key), name=f"conversation {key}")
             self._workers[key] = worker
-            worker.add_done_callback(lambda _t: self._workers.pop(key, None))
+            self._held = tuple(self._workers)
+            worker.add_done_callback(lambda _t: self._forget(key))
+
+    def _forget(self, key: ThreadKey) -> None:
+        self._workers.pop(key, None)
+        self._held = tuple(self._workers)
 
     async def _drain(self, key: ThreadKey) -> None:
         """Answers the conversation's queue while this process holds its claim.

@@ -1050,7 +1050,9 @@ def render_citations(
         out.extend((between, f"[{number}]"))
         last_number = number
     out.append(_strip_markers(text[pos:]))
-    return "".join(out), sources
+    # Pieces of a marker on both sides of a replaced one can join into a new one
+    # ("【word 【4:0†x】†】" → "【word [1]†】"): strip the whole once more.
+    return _strip_markers("".join(out)), sources
 
 
 def _short_quote(quote: str) -> str:

@@ -316,3 +316,33 @@ async def test_files_whose_indexer_died_are_indexed_by_another_process_only(
     status = {row.file_id: (row.status, row.worker_id) for row in rows}
     assert status[orphaned.id] == ("completed", engine.lease.worker_id)
     assert status[busy.id] == ("in_progress", "alive")
+
+
+async def test_leases_stay_alive_while_the_event_loop_is_too_busy_to_renew_them(
+    database: Database,
+    model_client: openai.AsyncOpenAI,
+    clock: ManualClock,
+    tmp_path: Path,
+    model: ModelFake,
+) -> None:
+    busy = await _engine(
+        database, model_client, clock, tmp_path / "b", name="busy", lease_seconds=0.6
+    )
+    try:
+        model.token_interval = 0.05
+        model.script(text_reply("word " * 200, chunk_size=5))
+        assistant = await busy.assistants.create(AssistantCreate(model="fake-model"))
+        thread = await busy.threads.create(ThreadCreate())
+        await busy.messages.create(thread.id, MessageCreate(role="user", content="Go"))
+        run = await busy.runs.create(thread.id, RunCreate(assistant_id=assistant.id))
+        for _ in range(100):
+            if busy.runner.is_running(run.id):
+                break
+            await asyncio.sleep(0.02)
+        time.sleep(1.5)  # noqa: ASYNC251 (the point: the loop is stuck for 2.5 leases)
+        async with database.session() as session:
+            row = (await session.exec(select(RunRow).where(col(RunRow.id) == run.id))).one()
+        assert row.worker_id == "busy" and row.status in ("queued", "in_progress")
+        assert row.lease_expires_at is not None and row.lease_expires_at > Lease.now()
+    finally:
+        await busy.close()

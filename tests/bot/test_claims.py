@@ -7,6 +7,8 @@ import asyncio
 
 from sqlmodel import col, update
 
+from assistants.heartbeat import Heartbeat
+from assistants.leases import Lease
 from bot.claims import ConversationClaims
 from bot.conversations import ThreadKey
 from storage import ConversationClaimRow, Database, QueuedMessageRow
@@ -30,8 +32,13 @@ async def test_one_live_holder_at_a_time_and_a_lapsed_claim_is_taken_over(
     assert await a.take(KEY) == "new"
     assert await a.take(KEY) == "ours"
     assert await b.take(KEY) is None  # a is alive
-    await a.renew([KEY])
-    assert await b.take(KEY) is None
+    heartbeat = Heartbeat(database.url, Lease(worker_id="a", seconds=0.3))
+    heartbeat.register(lambda connection, until: a.renew(connection, until, [KEY]))
+    for _ in range(3):  # renewed (as a's heartbeat thread does) past its first expiry
+        await asyncio.sleep(0.15)
+        await asyncio.to_thread(heartbeat.beat)
+        assert await b.take(KEY) is None
+    heartbeat.stop()
     await asyncio.sleep(0.4)  # a stopped renewing: its claim lapsed
     assert await b.take(KEY) == "taken over"
     assert await a.take(KEY) is None  # and b's is live now

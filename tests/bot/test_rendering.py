@@ -783,3 +783,17 @@ def test_markdown_blocks_keep_code_blocks_balanced() -> None:
         assert len(block["text"]) <= MARKDOWN_BLOCK_LIMIT
         assert _fence_end_state(block["text"]) is None
     assert blocks[1]["text"].startswith("```sql\n")
+
+
+def test_marker_pieces_joined_by_a_replaced_marker_are_removed_too() -> None:
+    text = "【word 【4:0†source】†】"
+    annotation = {
+        "type": "file_citation",
+        "text": "【4:0†source】",
+        "start_index": 6,
+        "end_index": 18,
+        "file_citation": {"file_id": "file-0"},
+    }
+    rendered, sources = render_citations(text, [annotation], {"file-0": "a.pdf"})
+    assert "【" not in rendered and "†" not in rendered
+    assert [s.filename for s in sources] == ["a.pdf"]
