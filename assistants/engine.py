@@ -84,6 +84,7 @@ class Engine:
             files=self.files,
             index=ChunkIndex(db, embedder),
             lease=self.lease,
+            steady=self.heartbeat.steady,
         )
         self.sandbox = SandboxPool(
             sandbox or SandboxConfig(root=data_dir / "sandboxes", python=DEFAULT_SANDBOX_PYTHON)
@@ -115,6 +116,7 @@ class Engine:
             runner=self.runner,
             threads=self.threads,
             log=self.event_log,
+            steady=self.heartbeat.steady,
         )
         self.heartbeat.register(self.runner.renew_leases)
         self.heartbeat.register(self.vector_stores.renew_leases)

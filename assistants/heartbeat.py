@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Connection, create_engine
@@ -42,6 +43,18 @@ class Heartbeat:
         self._renewals: list[Renewal] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failed_at = float("-inf")  # time.monotonic() of the last failed renewal
+
+    def steady(self) -> bool:
+        """Whether other processes' leases can be judged: not while, nor for one lease after,
+        this process could not reach the database. Nobody could renew then, so every lease
+        looks lapsed when it returns; the holders get a lease's time to renew before anyone
+        takes their work (which they may well have done meanwhile)."""
+        return time.monotonic() - self._failed_at > self._lease.seconds
+
+    def database_trouble(self) -> None:
+        """Called by anyone who saw the database fail: the takeovers wait (see `steady`)."""
+        self._failed_at = time.monotonic()
 
     def register(self, renewal: Renewal) -> None:
         self._renewals.append(renewal)
@@ -70,4 +83,5 @@ class Heartbeat:
             try:
                 self.beat()
             except Exception as exc:  # the database is away: the next beat tries again
+                self.database_trouble()
                 log.warning("lease renewal failed: %s", type(exc).__name__)

@@ -4,7 +4,7 @@ expire; list and retrieve. State changes go through `RunLifecycle`; model work t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from openai.types.beta.threads import Run
@@ -60,9 +60,11 @@ class RunService:
         runner: Runner,
         threads: ThreadService,
         log: EventLog,
+        steady: Callable[[], bool] = lambda: True,
     ) -> None:
         self._db, self._clock, self._locks, self._events, self._log = db, clock, locks, events, log
         self._lifecycle, self._runner, self._threads = lifecycle, runner, threads
+        self._steady = steady
 
     # -- create -------------------------------------------------------------------------
 
@@ -362,6 +364,8 @@ class RunService:
         half-streamed answer cannot be resumed faithfully), one being cancelled ends
         `cancelled`. Every process runs this; the row lock of each move makes one of them win.
         Returns how many runs were taken."""
+        if not self._steady():
+            return 0  # the database was away: give the holders time to renew first
         lease = self._lifecycle.lease
         async with self._db.session() as session:
             statement = (

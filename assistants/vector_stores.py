@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from openai.types import VectorStore, VectorStoreDeleted, VectorStoreSearchResponse
@@ -64,10 +64,11 @@ class VectorStoreService:
         files: FileService,
         index: ChunkIndex,
         lease: Lease,
+        steady: Callable[[], bool] = lambda: True,
         concurrency: int = 2,
     ) -> None:
         self._db, self._clock, self._files, self.index = db, clock, files, index
-        self._lease = lease
+        self._lease, self._steady = lease, steady
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._mine: set[int] = set()  # rows (seq) this process indexes or will index
@@ -339,6 +340,8 @@ class VectorStoreService:
     async def take_over(self) -> None:
         """Indexes the files whose indexing process stopped (a crash, a replica that died):
         still `in_progress`, with a lease nobody renews."""
+        if not self._steady():
+            return  # the database was away: give the holders time to renew first
         now = self._lease.now()
         async with self._db.session() as session:
             rows = (

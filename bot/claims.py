@@ -10,7 +10,7 @@ never both hold it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, exists, or_
@@ -26,8 +26,15 @@ __all__ = ["ConversationClaims"]
 
 
 class ConversationClaims:
-    def __init__(self, *, db: Database, worker_id: str, seconds: float) -> None:
-        self._db, self.worker_id, self._seconds = db, worker_id, seconds
+    def __init__(
+        self,
+        *,
+        db: Database,
+        worker_id: str,
+        seconds: float,
+        steady: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._db, self.worker_id, self._seconds, self._steady = db, worker_id, seconds, steady
 
     async def take(self, key: ThreadKey) -> str | None:
         """Claims the conversation for this process: "new" when nobody held it, "ours" when
@@ -48,19 +55,17 @@ class ConversationClaims:
             return "new"
         except IntegrityError:
             pass  # claimed before: take it over only if it lapsed (or is ours already)
+        mine = col(ConversationClaimRow.worker_id) == self.worker_id
+        # Right after the database was away every claim looks lapsed: their holders get a
+        # lease's time to renew before a claim is taken from them.
+        takeable = or_(mine, col(ConversationClaimRow.expires_at) < now) if self._steady() else mine
         async with self._db.session() as session:
             holder = (
                 await session.exec(select(ConversationClaimRow.worker_id).where(_is(key)))
             ).first()
             result = await session.exec(
                 update(ConversationClaimRow)
-                .where(
-                    _is(key),
-                    or_(
-                        col(ConversationClaimRow.worker_id) == self.worker_id,
-                        col(ConversationClaimRow.expires_at) < now,
-                    ),
-                )
+                .where(_is(key), takeable)
                 .values(worker_id=self.worker_id, expires_at=now + self._seconds)
             )
         if not result.rowcount:

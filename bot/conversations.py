@@ -97,7 +97,10 @@ class Conversations:
         self._driver, self._client, self._clock, self._options = driver, client, clock, options
         self._context = context or (lambda m: FunctionContext())
         self._claims = ConversationClaims(
-            db=db, worker_id=engine.lease.worker_id, seconds=engine.lease.seconds
+            db=db,
+            worker_id=engine.lease.worker_id,
+            seconds=engine.lease.seconds,
+            steady=engine.heartbeat.steady,
         )
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
         #: The keys of `_workers`, replaced whole on each change: the heartbeat thread reads it.
@@ -218,6 +221,7 @@ class Conversations:
                 if self._draining:
                     await self._claims.release(key)
         except DBAPIError as exc:
+            self._engine.heartbeat.database_trouble()
             log.warning(
                 "conversation worker stopped by a database error (%s); it will be resumed",
                 type(exc).__name__,
@@ -256,6 +260,7 @@ class Conversations:
                         session.add(stored)
                 return
             except DBAPIError:
+                self._engine.heartbeat.database_trouble()
                 if attempt == 119:
                     raise
                 await asyncio.sleep(0.5)
