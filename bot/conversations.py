@@ -17,7 +17,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from assistants import (
     Clock,
@@ -151,9 +151,10 @@ class Conversations:
             self._claims.renew(connection, until, held)
 
     async def pending(self, key: ThreadKey) -> int:
+        """How many messages of the conversation wait for their answer."""
         async with self._db.session() as session:
-            rows = (await session.exec(_pending(key))).all()
-        return len(rows)
+            statement = select(func.count()).select_from(_pending(key).subquery())
+            return int((await session.exec(statement)).one())
 
     async def drain(self, grace: float) -> None:
         """Graceful shutdown: takes no new conversations, lets the answers in flight finish
