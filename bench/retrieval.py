@@ -2,9 +2,13 @@
 
     python bench/retrieval.py                      # SQLite in a temporary directory
     BENCH_DATABASE_URL=postgresql+psycopg://... python bench/retrieval.py   # PostgreSQL too
+    BENCH_PG_PORTABLE=1 BENCH_DATABASE_URL=... python bench/retrieval.py    # + without pgvector
 
 Prints one JSON object. Needs the `local-embeddings` extra. On PostgreSQL it creates a
-throwaway database on the given server and drops it afterwards.
+throwaway database on the given server and drops it afterwards; `postgresql` uses pgvector when
+the server has it (`dense_path`, and `dense_plan`: the index the dense query's plan scans).
+`postgresql_portable` (BENCH_PG_PORTABLE=1) runs without it, then times the next start's
+`create_retrieval_schema`, which installs pgvector and fills `chunk_vec` (`backfill`).
 
 - quality: recall@5 and MRR@5 of bm25, dense and hybrid on tests/assistants/retrieval/data.
 - ingest: end to end (extract, chunk at 800/400, embed with the local model, insert) over the
@@ -32,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -99,11 +103,38 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _run(db: Database, model: LocalEmbedder, chunks: list[Chunk]) -> dict[str, Any]:
-    await create_retrieval_schema(db)
+async def _dense_plan(db: Database, index: ChunkIndex, query: str) -> str:
+    """The index (or scan) the pgvector dense query's plan starts from."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        if "FROM chunk_vec" in sql and "ORDER BY d" in sql:
+            seen.append((sql, params))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await index.search([STORE], query, mode="dense")
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    if not seen:
+        return "none"
+    async with db.engine.connect() as conn:
+        result = await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {seen[0][0]}", seen[0][1])
+        plan = json.dumps(result.scalar())
+    for name in ("ix_chunk_vec_hnsw_", "ix_chunk_vec_store"):
+        if name in plan:
+            start = plan.index(name)
+            return plan[start : plan.index('"', start)]
+    return "Seq Scan" if "Seq Scan" in plan else plan[:200]
+
+
+async def _run(
+    db: Database, model: LocalEmbedder, chunks: list[Chunk], *, pgvector: bool = True
+) -> dict[str, Any]:
+    await create_retrieval_schema(db, pgvector=pgvector)
     embedder = _BulkEmbedder(model)
     index = ChunkIndex(db, embedder)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"dense_path": await index.dense_path()}
 
     started = time.perf_counter()
     added = await ingest(index)
@@ -147,7 +178,36 @@ async def _run(db: Database, model: LocalEmbedder, chunks: list[Chunk]) -> dict[
             samples.append(time.perf_counter() - started)
         search[mode] = _percentiles(samples)
     out["search"] = search
+    if out["dense_path"] == "pgvector":
+        out["dense_plan"] = await _dense_plan(db, index, texts[0])
+    if not db.is_sqlite and not pgvector:
+        started = time.perf_counter()
+        await create_retrieval_schema(db)  # the next start, with pgvector
+        async with db.engine.connect() as conn:
+            windows = (await conn.execute(text("SELECT count(*) FROM chunk_vec"))).scalar()
+        out["backfill"] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "windows": windows,
+            "note": "create_retrieval_schema: CREATE EXTENSION, chunk_vec filled, HNSW built",
+        }
     return out
+
+
+async def _on_postgresql(
+    url: str, model: LocalEmbedder, chunks: list[Chunk], *, pgvector: bool
+) -> dict[str, Any]:
+    name = f"bench_retrieval_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
+    try:
+        return await _run(db, model, chunks, pgvector=pgvector)
+    finally:
+        await db.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 async def main() -> None:
@@ -168,18 +228,9 @@ async def main() -> None:
 
     url = os.environ.get("BENCH_DATABASE_URL")
     if url:
-        name = f"bench_retrieval_{uuid.uuid4().hex[:10]}"
-        admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
-        try:
-            report["postgresql"] = await _run(db, model, chunks)
-        finally:
-            await db.dispose()
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await admin.dispose()
+        report["postgresql"] = await _on_postgresql(url, model, chunks, pgvector=True)
+        if os.environ.get("BENCH_PG_PORTABLE") == "1":
+            report["postgresql_portable"] = await _on_postgresql(url, model, chunks, pgvector=False)
     print(json.dumps(report))
 
 

@@ -7,7 +7,8 @@ Scores (`Hit.score`, always within 0..1, higher is better):
 - bm25: Okapi BM25 (k1 1.2, b 0.75; text weight 1, filename 0.5) squashed to 0..1 as
   `s / (s + BM25_HALF)`. SQLite: FTS5's `bm25()`. PostgreSQL: computed in SQL over the GIN
   index's candidates (`_PG_BM25`: IDF from the searched stores, `ts_rank` of each term as the
-  term-frequency part), since `ts_rank`/`ts_rank_cd` have no IDF and measured worse.
+  term-frequency part), since `ts_rank`/`ts_rank_cd` have no IDF and measured worse; exact
+  top-n with a bound that spares reading most candidates' tsvectors.
 - dense: the cosine similarity of query and chunk vectors, clipped at 0. A chunk longer than the
   embedder's input limit has several window vectors; its similarity is the best window's.
 - hybrid (default): a blend `DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * bm25` over the union
@@ -17,10 +18,17 @@ Scores (`Hit.score`, always within 0..1, higher is better):
   (recall@5 0.99 vs 0.84 on SQLite; see bench/retrieval.py); RRF stays available as
   `fusion="rrf"` (score: fused RRF divided by its best possible value).
 
-Dense search is exact (brute force) with numpy over the searched stores' vectors, which are
-cached in memory per store (`cache_bytes`, least recently used out) and reloaded when the
-store's `(count, max(seq))` changes. At 384 dimensions a 10k-chunk store is ~15-60 MB and
-scores in milliseconds; past ~100k chunks per store, use an ANN index (pgvector HNSW).
+Dense search has two paths (`ChunkIndex.dense_path`), chosen per database:
+- pgvector (PostgreSQL where `create_retrieval_schema` made `chunk_vec`): the database ranks the
+  window vectors with its HNSW index (`ORDER BY embedding <=> query LIMIT n`, filtered by store,
+  model and dimensions; `hnsw.ef_search` at least 100, iterative scans so that filters cannot
+  starve the LIMIT) and keeps each chunk's best window; BM25 candidates outside that top get
+  their exact cosine from `chunk_vec`. Approximate, but on the test set its top hits are the
+  portable path's. Nothing is cached in the process.
+- portable (SQLite, or PostgreSQL without pgvector): exact (brute force) with numpy over the
+  searched stores' vectors, which are cached in memory per store (`cache_bytes`, least recently
+  used out) and reloaded when the store's `(count, max(seq))` changes. At 384 dimensions a
+  10k-chunk store is ~15-60 MB and scores in milliseconds.
 """
 
 from __future__ import annotations
@@ -41,14 +49,23 @@ from assistants.retrieval.chunking import Chunk, chunk_pages
 from assistants.retrieval.embeddings import Embedder
 from assistants.retrieval.extract import Page
 from storage.database import Database
-from storage.retrieval import ChunkRow
+from storage.retrieval import (
+    ChunkRow,
+    ensure_vector_index,
+    pgvector_version,
+    store_vectors,
+    vector_column,
+    vector_literal,
+)
 
-__all__ = ["BM25_HALF", "DENSE_WEIGHT", "ChunkIndex", "Hit", "Mode"]
+__all__ = ["BM25_HALF", "DENSE_WEIGHT", "ChunkIndex", "DensePath", "Hit", "Mode"]
 
 log = logging.getLogger("assistants.retrieval")
 
 Mode = Literal["hybrid", "bm25", "dense"]
 Fusion = Literal["blend", "rrf"]
+#: Where dense search runs: in the database (pgvector HNSW) or in Python (numpy, any database).
+DensePath = Literal["pgvector", "portable"]
 
 #: BM25 value that maps to a score of 0.5 on SQLite (FTS5 bm25 of a good one-term match).
 BM25_HALF = 5.0
@@ -111,6 +128,8 @@ class ChunkIndex:
         self._cache: OrderedDict[tuple[str, str], _Vectors] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._load_lock = asyncio.Lock()
+        self._pgvector: bool | None = None  # decided at first use, per database
+        self._indexed_dims: set[int] = set()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -138,13 +157,53 @@ class ChunkIndex:
             }
             for i, chunk in enumerate(chunks)
         ]
+        in_sql = bool(embedded) and await self.dense_path() == "pgvector"
+        if in_sql and embedded:
+            for dims in sorted({dims for _, dims in embedded}):
+                await self._ensure_index(dims)
         async with self._db.session() as session:
             conn = await session.connection()
             await conn.execute(delete(_TABLE).where(*_file_filter(vector_store_id, file_id)))
             if rows:
                 await conn.execute(insert(_TABLE), rows)
+            if in_sql and embedded and model:
+                written = await conn.execute(
+                    text(
+                        "SELECT chunk_index, seq FROM chunk "
+                        "WHERE vector_store_id = :v AND file_id = :f"
+                    ),
+                    {"v": vector_store_id, "f": file_id},
+                )
+                seqs = {int(index): int(seq) for index, seq in written}
+                await store_vectors(
+                    conn,
+                    [
+                        (seqs[i], vector_store_id, model, dims, blob)
+                        for i, (blob, dims) in enumerate(embedded)
+                    ],
+                )
         self._forget(vector_store_id)
         return len(rows)
+
+    async def dense_path(self) -> DensePath:
+        """`pgvector` when this database searches vectors itself (PostgreSQL with `chunk_vec`
+        from `create_retrieval_schema`), else `portable`. Decided once, at first use."""
+        if self._pgvector is None:
+            if self._db.is_sqlite:
+                self._pgvector = False
+            else:
+                async with self._db.engine.connect() as conn:
+                    self._pgvector = await pgvector_version(conn) is not None
+        return "pgvector" if self._pgvector else "portable"
+
+    async def _ensure_index(self, dims: int) -> None:
+        # A transaction of its own, before the write: CREATE INDEX waits for writers of
+        # chunk_vec, so it must never run inside one.
+        if dims in self._indexed_dims:
+            return
+        async with self._db.engine.begin() as conn:
+            await ensure_vector_index(conn, dims)
+        self._indexed_dims.add(dims)
 
     async def remove_file(self, vector_store_id: str, file_id: str) -> int:
         """Deletes a file's chunks from one store; returns how many were deleted."""
@@ -212,22 +271,21 @@ class ChunkIndex:
         use_bm25 = mode in ("hybrid", "bm25")
         use_dense = mode in ("hybrid", "dense") and self.embedder is not None
 
-        async def no_keywords() -> dict[int, float]:
-            return {}
-
-        async def no_vectors() -> tuple[list[_Vectors], list[float]]:
-            return [], []
-
-        keyword, (vectors, qvec) = await asyncio.gather(
-            self._bm25(ids, query, wanted) if use_bm25 else no_keywords(),
-            self._query_vectors(ids, query) if use_dense else no_vectors(),
-        )
-        dense: dict[int, float] = {}
-        if vectors:
-            # With a blend, every BM25 candidate also gets its exact dense score.
-            extra = list(keyword) if use_bm25 and self._fusion == "blend" else []
-            dense = await asyncio.to_thread(_cosine_top, vectors, qvec, wanted, extra)
-        if use_bm25 and vectors:
+        if use_dense and await self.dense_path() == "pgvector":
+            keyword, dense = await self._search_pgvector(ids, query, wanted, use_bm25)
+            blend = use_bm25 and bool(dense)
+        else:
+            keyword, (vectors, qvec) = await asyncio.gather(
+                self._bm25(ids, query, wanted) if use_bm25 else _no_keywords(),
+                self._query_vectors(ids, query) if use_dense else _no_vectors(),
+            )
+            dense = {}
+            if vectors:
+                # With a blend, every BM25 candidate also gets its exact dense score.
+                extra = list(keyword) if use_bm25 and self._fusion == "blend" else []
+                dense = await asyncio.to_thread(_cosine_top, vectors, qvec, wanted, extra)
+            blend = use_bm25 and bool(vectors)
+        if blend:
             if self._fusion == "rrf":
                 scores = _rrf(keyword, dense)
             else:
@@ -241,6 +299,65 @@ class ChunkIndex:
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
         ranked = [(seq, score) for seq, score in ranked if score >= score_threshold]
         return await self._hits(ids, ranked[:max_results])
+
+    async def _search_pgvector(
+        self, ids: list[str], query: str, wanted: int, use_bm25: bool
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        assert self.embedder is not None
+        embedder = self.embedder
+
+        async def dense_top() -> tuple[list[float], dict[int, float]]:
+            (qvec,) = await embedder.embed([query])
+            return qvec, await self._pg_dense(ids, qvec, wanted)
+
+        keyword, (qvec, dense) = await asyncio.gather(
+            self._bm25(ids, query, wanted) if use_bm25 else _no_keywords(), dense_top()
+        )
+        if dense and use_bm25 and self._fusion == "blend":
+            # With a blend, every BM25 candidate also gets its exact dense score.
+            missing = [seq for seq in keyword if seq not in dense]
+            dense.update(await self._pg_cosines(ids, qvec, missing))
+        return keyword, dense
+
+    async def _pg_dense(self, ids: list[str], qvec: list[float], limit: int) -> dict[int, float]:
+        """Cosine of the top `limit` chunks by their best window, from the HNSW index
+        (`ORDER BY embedding <=> query LIMIT n` over windows)."""
+        found = _PgVectorQuery.of(self, ids, qvec)
+        if found is None:
+            return {}
+        statement = text(
+            f"SELECT seq, min(d), count(*) FROM (SELECT seq, {found.distance} AS d "
+            f"FROM chunk_vec WHERE {found.where} ORDER BY d LIMIT :n) w GROUP BY seq"
+        ).bindparams(bindparam("ids", expanding=True))
+        async with self._db.session() as session:
+            conn = await session.connection()
+            # Windows, not chunks, come out of the index: ask for more until `limit` distinct
+            # chunks (or every window) came back.
+            n = 2 * limit
+            while True:
+                await conn.execute(_PG_HNSW_SETTINGS, {"ef": str(min(1000, max(100, n)))})
+                rows = (await conn.execute(statement, {**found.params, "n": n})).all()
+                windows = sum(int(count) for _, _, count in rows)
+                if len(rows) >= limit or windows < n or n >= 64 * limit:
+                    break
+                n *= 4
+        return {int(seq): _similarity(d) for seq, d, _ in rows}
+
+    async def _pg_cosines(
+        self, ids: list[str], qvec: list[float], seqs: list[int]
+    ) -> dict[int, float]:
+        """Exact cosine of the given chunks (best window), straight from `chunk_vec`."""
+        found = _PgVectorQuery.of(self, ids, qvec)
+        if found is None or not seqs:
+            return {}
+        statement = text(
+            f"SELECT seq, min({found.distance}) FROM chunk_vec "
+            f"WHERE seq IN :seqs AND {found.where} GROUP BY seq"
+        ).bindparams(bindparam("ids", expanding=True), bindparam("seqs", expanding=True))
+        async with self._db.session() as session:
+            conn = await session.connection()
+            rows = (await conn.execute(statement, {**found.params, "seqs": seqs})).all()
+        return {int(seq): _similarity(d) for seq, d in rows}
 
     async def _bm25(self, ids: list[str], query: str, limit: int) -> dict[int, float]:
         terms = _terms(query)
@@ -259,7 +376,8 @@ class ChunkIndex:
             match = query
         async with self._db.session() as session:
             conn = await session.connection()
-            result = await conn.execute(statement, {"q": match, "ids": ids, "n": limit})
+            params = {"q": match, "ids": ids, "n": limit, "m": 2 * limit}
+            result = await conn.execute(statement, params)
             rows = result.all()
         return {int(seq): float(s) / (float(s) + BM25_HALF) for seq, s in rows if s > 0}
 
@@ -373,6 +491,45 @@ class ChunkIndex:
 # -- helpers (pure, run in threads where heavy) -----------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _PgVectorQuery:
+    """The pieces of a `chunk_vec` query for one query vector: filters and distance."""
+
+    where: str
+    distance: str
+    params: dict[str, Any]
+
+    @staticmethod
+    def of(index: ChunkIndex, ids: list[str], qvec: list[float]) -> _PgVectorQuery | None:
+        assert index.embedder is not None
+        query = np.asarray(qvec, dtype=np.float32)
+        if not query.size or not np.isfinite(query).all() or not np.linalg.norm(query):
+            return None
+        column = vector_column(query.shape[0])
+        return _PgVectorQuery(
+            # dims is a literal so that PostgreSQL can match the partial index's predicate.
+            where=f"dims = {column.dims} AND embedding_model = :m AND vector_store_id IN :ids",
+            # A subquery: parsed once, also where psycopg's prepared (generic) plan would
+            # otherwise cast the text per row.
+            distance=f"{column.expression} <=> (SELECT CAST(:q AS {column.cast}))",
+            params={"q": vector_literal(query.tolist()), "m": index.embedder.name, "ids": ids},
+        )
+
+
+def _similarity(distance: float) -> float:
+    # Cosine distance is 1 - similarity; NaN (a zero vector) counts as unrelated.
+    d = float(distance)
+    return 0.0 if d != d else min(1.0, max(0.0, 1.0 - d))
+
+
+async def _no_keywords() -> dict[int, float]:
+    return {}
+
+
+async def _no_vectors() -> tuple[list[_Vectors], list[float]]:
+    return [], []
+
+
 def _file_filter(vector_store_id: str, file_id: str) -> tuple[Any, Any]:
     return (
         col(ChunkRow.vector_store_id) == vector_store_id,
@@ -380,37 +537,71 @@ def _file_filter(vector_store_id: str, file_id: str) -> tuple[Any, Any]:
     )
 
 
-# BM25 on PostgreSQL, which has no IDF of its own (ts_rank and ts_rank_cd count matches only).
-# Query lexemes come from the same parser as the documents'; candidates are the chunks that
-# match any of them (GIN index); per term, `ts_rank` of that term alone (0.61 for one
-# occurrence, rising towards 1) stands in for BM25's term frequency, weighted by the term's
-# IDF in the searched stores and normalised by chunk length like BM25 (k1 = 1.2, b = 0.75).
-# Text counts fully, the filename half (label weights {D, C, B, A}).
+# Per transaction: candidates the HNSW scan keeps (pgvector's default 40 is below our limits),
+# and iterative scans, so that the store and model filters cannot starve a LIMIT (pgvector 0.8).
+_PG_HNSW_SETTINGS = text(
+    "SELECT set_config('hnsw.ef_search', :ef, true), "
+    "set_config('hnsw.iterative_scan', 'strict_order', true)"
+)
+
+# BM25 on PostgreSQL, which has no IDF (ts_rank and ts_rank_cd count matches only). Query
+# lexemes come from the same parser as the documents'. Which chunk holds which term comes from
+# the GIN index, one lookup per term (`hits`: no tsvector is read); per term, `ts_rank` of that
+# term alone (0.61 for one occurrence, rising towards 1) stands in for BM25's term frequency,
+# weighted by the term's IDF in the searched stores and normalised by chunk length like BM25
+# (k1 = 1.2, b = 0.75; `k` below). Text counts fully, the filename half (label weights
+# {D, C, B, A}).
+# Reading a chunk's tsvector for ts_rank is the expensive part, so it is done only where it can
+# matter, without changing the result: with ts_rank below 1, a chunk scores less than its bound
+# `ub` (every matched term at tf 1). The `:m` chunks with the highest bounds are scored first;
+# the `:n`-th best of those scores (`theta`) is a floor for the final `:n`-th, so only chunks
+# whose bound reaches it are scored too (typically a tenth of the matches in a 10k store).
 _PG_BM25 = text(
     """
     WITH terms AS (
         SELECT lexeme, quote_literal(lexeme)::tsquery AS tq
         FROM unnest(to_tsvector('english', :q)) LIMIT 64
-    ), candidates AS (
-        SELECT seq, tsv, tokens FROM chunk
-        WHERE vector_store_id IN :ids
-          AND tsv @@ (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery FROM terms)
-    ), matches AS (
-        SELECT c.seq, c.tokens, t.lexeme,
-               ts_rank('{0.5, 0.2, 0.4, 1.0}', c.tsv, t.tq, 0) AS tf
-        FROM candidates c JOIN terms t ON c.tsv @@ t.tq
-    ), df AS (
-        SELECT lexeme, count(*) AS n FROM matches GROUP BY lexeme
-    ), stats AS (
+    ), hits AS MATERIALIZED (
+        SELECT t.lexeme, c.seq, c.tokens
+        FROM terms t CROSS JOIN LATERAL (
+            SELECT seq, tokens FROM chunk WHERE tsv @@ t.tq AND vector_store_id IN :ids
+        ) c
+    ), stats AS MATERIALIZED (
         SELECT (SELECT count(*) FROM chunk WHERE vector_store_id IN :ids) AS total,
-               greatest((SELECT avg(tokens) FROM candidates), 1) AS avgdl
+               greatest(avg(tokens), 1)::float8 AS avgdl
+        FROM (SELECT DISTINCT ON (seq) tokens FROM hits) d
+    ), idf AS MATERIALIZED (
+        SELECT h.lexeme,
+               greatest(ln((s.total - count(*) + 0.5) / (count(*) + 0.5)), 1e-6)::float8 AS w
+        FROM hits h CROSS JOIN stats s GROUP BY h.lexeme, s.total
+    ), weighted AS MATERIALIZED (
+        SELECT h.seq, h.lexeme, i.w, 1.2 * (0.25 + 0.75 * h.tokens / s.avgdl) AS k
+        FROM hits h JOIN idf i ON i.lexeme = h.lexeme CROSS JOIN stats s
+    ), bounds AS MATERIALIZED (
+        SELECT seq, sum(w * 2.2 / (1 + k)) AS ub FROM weighted GROUP BY seq
+    ), first AS MATERIALIZED (
+        SELECT seq FROM bounds ORDER BY ub DESC, seq LIMIT :m
+    ), scored_first AS MATERIALIZED (
+        SELECT x.seq, sum(x.w * r.tf * 2.2 / (r.tf + x.k)) AS score
+        FROM first f JOIN weighted x ON x.seq = f.seq JOIN terms t ON t.lexeme = x.lexeme
+        JOIN chunk c ON c.seq = f.seq
+        CROSS JOIN LATERAL (SELECT ts_rank('{0.5, 0.2, 0.4, 1.0}', c.tsv, t.tq, 0) AS tf) r
+        GROUP BY x.seq
+    ), theta AS (
+        SELECT coalesce(
+            (SELECT score FROM scored_first ORDER BY score DESC OFFSET :n - 1 LIMIT 1),
+            'Infinity'
+        ) AS v
+    ), scored_rest AS (
+        SELECT x.seq, sum(x.w * r.tf * 2.2 / (r.tf + x.k)) AS score
+        FROM bounds b CROSS JOIN theta JOIN weighted x ON x.seq = b.seq
+        JOIN terms t ON t.lexeme = x.lexeme JOIN chunk c ON c.seq = b.seq
+        CROSS JOIN LATERAL (SELECT ts_rank('{0.5, 0.2, 0.4, 1.0}', c.tsv, t.tq, 0) AS tf) r
+        WHERE b.ub >= theta.v AND b.seq NOT IN (SELECT seq FROM first)
+        GROUP BY x.seq
     )
-    SELECT m.seq, sum(
-        greatest(ln((s.total - df.n + 0.5) / (df.n + 0.5)), 1e-6)
-        * m.tf * 2.2 / (m.tf + 1.2 * (0.25 + 0.75 * m.tokens / s.avgdl))
-    ) AS score
-    FROM matches m JOIN df ON df.lexeme = m.lexeme CROSS JOIN stats s
-    GROUP BY m.seq ORDER BY score DESC, m.seq LIMIT :n
+    SELECT seq, score FROM (SELECT * FROM scored_first UNION ALL SELECT * FROM scored_rest) a
+    ORDER BY score DESC, seq LIMIT :n
     """
 )
 

@@ -1,7 +1,10 @@
 """Fixtures for retrieval tests: a database of their own, a fake and the real local embedder.
 
 With `TEST_DATABASE_URL` set, each test gets a fresh PostgreSQL database (CREATE DATABASE on
-that server, dropped afterwards) rather than the shared schema that other tests reset.
+that server, dropped afterwards) rather than the shared schema that other tests reset, and runs
+twice: with pgvector (`pgvector`: skipped when the server lacks the extension, failed instead
+when `PGVECTOR_REQUIRED=1`) and without it (`portable`: `create_retrieval_schema(db,
+pgvector=False)`, as on a server without the extension). Without it, on SQLite (`sqlite`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -21,31 +25,63 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from assistants.retrieval import LocalEmbedder, local_embeddings_available
 from storage.database import Database
-from storage.retrieval import create_retrieval_schema
+from storage.retrieval import create_retrieval_schema, pgvector_version
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 
-@pytest.fixture
-async def retrieval_db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'retrieval.db'}")
-        await create_retrieval_schema(db)
-        yield db
-        await db.dispose()
+@asynccontextmanager
+async def fresh_database(
+    tmp_path: Path, *, pgvector: bool = True, schema: bool = True
+) -> AsyncIterator[Database]:
+    """A new empty database: a SQLite file, or a database of its own on TEST_DATABASE_URL's
+    server; with the retrieval schema unless `schema` is false."""
+    if not PG_URL:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / f'retrieval-{uuid.uuid4().hex}.db'}")
+        try:
+            if schema:
+                await create_retrieval_schema(db, pgvector=pgvector)
+            yield db
+        finally:
+            await db.dispose()
         return
     name = f"retrieval_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
+    db = Database(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
     try:
-        await create_retrieval_schema(db)
+        if schema:
+            await create_retrieval_schema(db, pgvector=pgvector)
         yield db
     finally:
         await db.dispose()
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+async def require_pgvector(db: Database) -> str:
+    """The pgvector version `db` searches with; skips the test when there is none (fails it
+    under PGVECTOR_REQUIRED=1, as in CI, whose PostgreSQL must exercise pgvector)."""
+    if not PG_URL:
+        pytest.skip("pgvector needs PostgreSQL (TEST_DATABASE_URL)")
+    async with db.engine.connect() as conn:
+        version = await pgvector_version(conn)
+    if version is None:
+        message = "no pgvector 0.8+ in this database (.ci/pgvector installs it on the server)"
+        if os.environ.get("PGVECTOR_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return version
+
+
+@pytest.fixture(params=["pgvector", "portable"] if PG_URL else ["sqlite"])
+async def retrieval_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with fresh_database(tmp_path, pgvector=request.param != "portable") as db:
+        if request.param == "pgvector":
+            await require_pgvector(db)
+        yield db
 
 
 class HashEmbedder:

@@ -230,6 +230,57 @@ async def test_search_does_not_block_the_event_loop(
     assert max(gaps) < 0.25
 
 
+async def test_dense_path_follows_the_database(
+    retrieval_db: Database, hash_embedder: HashEmbedder, request: pytest.FixtureRequest
+) -> None:
+    index = ChunkIndex(retrieval_db, hash_embedder)
+    variant = request.node.callspec.params["retrieval_db"]
+    assert await index.dense_path() == ("pgvector" if variant == "pgvector" else "portable")
+
+
+async def test_dense_search_returns_enough_chunks_of_many_windows(
+    retrieval_db: Database,
+) -> None:
+    # Windows come out of an index (pgvector) one by one: 30 chunks of ~10 similar windows
+    # each must still give 25 distinct chunks.
+    index = ChunkIndex(retrieval_db, HashEmbedder(max_input_tokens=40))
+    for i in range(30):
+        body = " ".join(f"Puffins nest on cliffs, note {i} line {j}." for j in range(40))
+        await index.add(
+            "vs_a", f"file-{i}", f"{i}.md", chunk_pages([Page(None, body)], max_tokens=4096)
+        )
+    hits = await index.search(["vs_a"], "puffins nest on cliffs", mode="dense", max_results=25)
+    assert len(hits) == 25 and len({h.file_id for h in hits}) == 25
+
+
+async def test_vectors_of_another_model_are_never_compared(retrieval_db: Database) -> None:
+    await fill(ChunkIndex(retrieval_db, HashEmbedder()), "vs_a")
+    other = HashEmbedder()
+    other.name = "test:other"  # same length, another vector space
+    index = ChunkIndex(retrieval_db, other)
+    assert await index.search(["vs_a"], "dogs Austin", mode="dense") == []
+    hybrid = await index.search(["vs_a"], "dogs Austin")
+    assert hybrid == await index.search(["vs_a"], "dogs Austin", mode="bm25")
+
+
+async def test_bm25_top_hits_do_not_depend_on_how_many_are_asked_for(
+    retrieval_db: Database,
+) -> None:
+    # PostgreSQL reads the tsvectors of only the chunks that can reach the top n; the top 5
+    # must be the first 5 of the top 200 (where every candidate is read).
+    index = ChunkIndex(retrieval_db, None)
+    for i in range(300):
+        words = ["alpha"] * (i % 7 + 1) + ["beta"] * (i % 5) + ["gamma"] * (i % 37 == 0)
+        words += [f"filler{j}" for j in range(i // 2)]
+        await index.add("vs_a", f"file-{i}", f"{i}.md", chunks_of(" ".join(words)))
+    for query in ("alpha beta gamma", "alpha", "beta gamma filler3"):
+        top = await index.search(["vs_a"], query, mode="bm25", max_results=5)
+        everything = await index.search(["vs_a"], query, mode="bm25", max_results=200)
+        assert len(everything) == 200
+        assert [h.file_id for h in top] == [h.file_id for h in everything[:5]], query
+        assert [h.score for h in top] == pytest.approx([h.score for h in everything[:5]])
+
+
 async def _check_fts(db: Database) -> None:
     if db.is_sqlite:  # raises if the external-content index drifted from the table
         async with db.engine.begin() as conn:
