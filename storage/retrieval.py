@@ -1,7 +1,7 @@
 """Retrieval tables: the chunks of vector store files, with their full-text index and vectors.
 
-`chunk` is a normal SQLModel table. What `SQLModel.metadata.create_all` cannot make comes from
-`create_retrieval_schema` (idempotent; run it after `create_all` at every start):
+`chunk` is a normal SQLModel table (made by the migrations). What depends on the server comes
+from `create_retrieval_schema` (idempotent; `Database.upgrade` runs it at every start):
 
 - SQLite: `chunk_fts`, an FTS5 external-content table over `chunk.text` and `chunk.filename`
   (`porter unicode61` tokenizer, rowid = `chunk.seq`), kept in sync by triggers on insert,
