@@ -13,7 +13,12 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Update
+from sqlmodel import col, update
 
 from storage import RunRow
 
@@ -47,6 +52,16 @@ class Lease:
         if row.worker_id is None or row.worker_id == self.worker_id:
             return False
         return row.lease_expires_at is not None and row.lease_expires_at >= self.now()
+
+    def renewal(self, key: Any, held: Sequence[Any], until: float) -> Update:
+        """The statement renewing this worker's leases on the rows whose `key` is in `held`
+        (runs, files being indexed): rows another worker took meanwhile are left alone."""
+        table = key.class_
+        return (
+            update(table)
+            .where(col(key).in_(held), col(table.worker_id) == self.worker_id)
+            .values(lease_expires_at=until)
+        )
 
     def lapsed(self, row: RunRow) -> bool:
         """Nobody is executing the run any more: no lease, or one left to run out."""

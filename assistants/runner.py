@@ -20,7 +20,7 @@ from openai.types.beta.threads import MessageDeltaEvent
 from openai.types.beta.threads.runs import RunStepDeltaEvent
 from openai.types.chat import ChatCompletionChunk
 from sqlalchemy import Connection
-from sqlmodel import col, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from assistants.builtin_calls import BuiltinCalls
@@ -150,16 +150,8 @@ class Runner:
 
     def renew_leases(self, connection: Connection, until: float) -> None:
         """The heartbeat's renewal (its own thread): the leases of the runs working here."""
-        held = self._held
-        if held:
-            connection.execute(
-                update(RunRow)
-                .where(
-                    col(RunRow.id).in_(held),
-                    col(RunRow.worker_id) == self._lifecycle.lease.worker_id,
-                )
-                .values(lease_expires_at=until)
-            )
+        if self._held:
+            connection.execute(self._lifecycle.lease.renewal(RunRow.id, self._held, until))
 
     async def reconcile(self) -> None:
         """Stops the runs working here that another process changed meanwhile: cancelled

@@ -359,16 +359,8 @@ class VectorStoreService:
 
     def renew_leases(self, connection: Connection, until: float) -> None:
         """The heartbeat's renewal (its own thread): the files this process indexes."""
-        held = self._held
-        if held:
-            connection.execute(
-                update(VectorStoreFileRow)
-                .where(
-                    col(VectorStoreFileRow.seq).in_(held),
-                    col(VectorStoreFileRow.worker_id) == self._lease.worker_id,
-                )
-                .values(lease_expires_at=until)
-            )
+        if self._held:
+            connection.execute(self._lease.renewal(VectorStoreFileRow.seq, self._held, until))
 
     async def _claim(self, row: VectorStoreFileRow) -> bool:
         """Makes this process the file's indexer, unless a live one already is."""
