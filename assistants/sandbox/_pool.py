@@ -188,9 +188,12 @@ class SandboxPool:
 
         Raises SandboxUnavailable only when no kernel can be started at all.
         """
-        await self._checked_async()
         limit = self._config.exec_timeout if timeout is None else timeout
+        # The key's turn is taken first, in call order: the check below can take longer for
+        # one call than for a later one, which then ran first (code that needs the earlier
+        # call's variables failed).
         async with self._serialised(key):
+            await self._checked_async()
             kernel = await self._acquire(key, limit)
             if kernel is None:
                 return Execution(
