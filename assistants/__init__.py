@@ -27,6 +27,7 @@ from assistants.params import (
 from assistants.retrieval import default_embedder
 from assistants.runner import RunnerConfig
 from assistants.sandbox import SandboxConfig
+from assistants.scheduler import Scheduler
 
 __all__ = [
     "STREAM_END_EVENTS",
@@ -51,6 +52,7 @@ __all__ = [
     "RunCreate",
     "RunnerConfig",
     "SandboxConfig",
+    "Scheduler",
     "StreamEvent",
     "SubmitToolOutputs",
     "SystemClock",

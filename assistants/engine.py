@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC
 from pathlib import Path
 
 import openai
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from assistants.assistants import AssistantService
 from assistants.clock import Clock, SystemClock
@@ -31,6 +29,7 @@ from assistants.retrieval import ChunkIndex, Embedder
 from assistants.runner import Runner, RunnerConfig
 from assistants.runs import RunService
 from assistants.sandbox import SandboxConfig, SandboxPool, SandboxUnavailable
+from assistants.scheduler import Scheduler
 from assistants.threads import ThreadService
 from assistants.tools import BuiltinTool
 from assistants.tools.code_interpreter import CodeInterpreterTool
@@ -72,7 +71,7 @@ class Engine:
         self._sweep_interval, self._claim_interval = sweep_interval, claim_interval
         # Maintenance (expiring runs and stores, reaping idle sandboxes) as APScheduler jobs;
         # each is safe to run on every replica.
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler = Scheduler()
         locks = ThreadLocks()
         lifecycle = RunLifecycle(db=db, clock=self.clock, events=self.events, lease=self.lease)
         self.files = FileService(
@@ -155,8 +154,7 @@ class Engine:
         await self.runner.drain(grace)
 
     async def close(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        await self._scheduler.stop()
         await self.runner.close()
         await asyncio.to_thread(self.heartbeat.stop)
         await self.event_log.close()

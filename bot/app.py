@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
@@ -24,7 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, delete
 
-from assistants import Clock, Engine
+from assistants import Clock, Engine, Scheduler
 from bot.assistants_file import load_assistants_file, sync_assistants
 from bot.conversations import Conversations, Incoming, ReplyOptions
 from bot.directory import AssistantDirectory
@@ -67,7 +66,7 @@ class Bot:
         directory: AssistantDirectory,
         conversations: Conversations,
         reminders: Reminders,
-        scheduler: AsyncIOScheduler,
+        scheduler: Scheduler,
     ) -> None:
         self.runtime, self.app, self.client = runtime, app, client
         self.directory, self.conversations, self.reminders = directory, conversations, reminders
@@ -87,7 +86,7 @@ class Bot:
         secret = settings.slack_signing_secret
         clock = clock or runtime.engine.clock
         client = slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler = Scheduler()
         reminders = Reminders(db=runtime.db, client=client, clock=clock, scheduler=scheduler)
         scheduler.add_job(
             _forget_old_events, "interval", hours=1, args=(runtime.db, clock), id="event-purge"
@@ -163,8 +162,7 @@ class Bot:
         grace = self.runtime.settings.shutdown_grace_seconds
         await asyncio.gather(self.conversations.drain(grace), self.engine.drain(grace))
         await self.conversations.drain(5.0)  # time to post the notices of stopped runs
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        await self._scheduler.stop()
         await self.conversations.close()
 
 

@@ -12,11 +12,10 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, select, update
 
-from assistants import Clock
+from assistants import Clock, Scheduler
 from storage import Database, ReminderRow
 
 __all__ = ["Reminders", "parse_when"]
@@ -54,7 +53,7 @@ class Reminders:
         db: Database,
         client: AsyncWebClient,
         clock: Clock,
-        scheduler: AsyncIOScheduler,
+        scheduler: Scheduler,
         sweep_seconds: float = 30.0,
     ) -> None:
         self._db, self._client, self._clock = db, client, clock
