@@ -21,7 +21,7 @@ from typing import Any
 
 from openai.types.beta import AssistantStreamEvent
 from pydantic import TypeAdapter
-from sqlalchemy import delete, func, text
+from sqlalchemy import delete, func, insert, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
@@ -33,6 +33,7 @@ __all__ = ["EventLog"]
 log = logging.getLogger("assistants.event_log")
 
 _CHANNEL = "run_events"
+_ROWS_PER_INSERT = 1000  # 5 parameters a row
 _EVENTS: TypeAdapter[Any] = TypeAdapter(AssistantStreamEvent)
 #: Statuses in which a run's stream has nothing more to say until someone acts.
 _QUIET_STATUSES = frozenset(
@@ -147,15 +148,19 @@ class EventLog:
                 position = positions[pending.run_id]
                 positions[pending.run_id] = position + 1
                 rows.append(
-                    RunEventRow(
-                        run_id=pending.run_id,
-                        position=position,
-                        event=pending.event,
-                        data=pending.data,
-                        created_at=now,
-                    )
+                    {
+                        "run_id": pending.run_id,
+                        "position": position,
+                        "event": pending.event,
+                        "data": pending.data,
+                        "created_at": now,
+                    }
                 )
-            session.add_all(rows)
+            # Multi-row INSERTs (the ORM would send one INSERT ... RETURNING per event), in
+            # slices that stay well under SQLite's and PostgreSQL's bound-parameter limits.
+            for start in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[start : start + _ROWS_PER_INSERT]
+                await session.exec(insert(RunEventRow).values(chunk))
             if not self._db.is_sqlite:
                 for run_id in {p.run_id for p in batch}:
                     await session.exec(  # type: ignore[call-overload]
