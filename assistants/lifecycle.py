@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -140,10 +140,15 @@ class RunLifecycle:
         last_error: dict[str, str] | None = None,
         incomplete_reason: str | None = None,
         if_abandoned: bool = False,
+        answer: tuple[RunStepRow, MessageRow] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> RunRow:
         """Ends the run: closes its open steps and messages, then the run itself.
 
         `if_abandoned` ends it only if no worker holds a live lease on it (a takeover).
+        `answer` is the executor's word that this step and message (in memory, content set)
+        are the run's only open parts: they are ended and written here, without looking the
+        open parts up. `usage` is added to the run's.
         """
         async with self._transition(run_id) as (session, row):
             if row.status in TERMINAL_STATUSES:
@@ -151,26 +156,35 @@ class RunLifecycle:
             if if_abandoned and not self.lease.lapsed(row):
                 return row
             now = self._clock.now()
-            steps = (
-                await session.exec(
-                    select(RunStepRow).where(
-                        col(RunStepRow.run_id) == run_id, col(RunStepRow.status) == "in_progress"
+            steps: Sequence[RunStepRow]
+            messages: Sequence[MessageRow]
+            if answer is not None:
+                steps, messages = [answer[0]], [answer[1]]
+            else:
+                steps = (
+                    await session.exec(
+                        select(RunStepRow).where(
+                            col(RunStepRow.run_id) == run_id,
+                            col(RunStepRow.status) == "in_progress",
+                        )
                     )
-                )
-            ).all()
-            messages = (
-                await session.exec(
-                    select(MessageRow).where(
-                        col(MessageRow.run_id) == run_id, col(MessageRow.status) == "in_progress"
+                ).all()
+                messages = (
+                    await session.exec(
+                        select(MessageRow).where(
+                            col(MessageRow.run_id) == run_id,
+                            col(MessageRow.status) == "in_progress",
+                        )
                     )
-                )
-            ).all()
+                ).all()
             for step in steps:
                 _end_step(step, _STEP_END[status], now, last_error)
                 session.add(step)
             for message in messages:
                 end_message(message, now, _MESSAGE_REASON[status])
                 session.add(message)
+            if usage:
+                row.usage = summed_usage(row.usage, usage)
             row.status = status
             release(row)
             row.required_action = None
@@ -187,6 +201,14 @@ class RunLifecycle:
             self._events.publish(run_id, f"thread.run.step.{step.status}", step_wire(step))
         self.publish_run(row, f"thread.run.{status}")
         return row
+
+
+def summed_usage(total: dict[str, int] | None, usage: dict[str, int]) -> dict[str, int]:
+    """`total` with `usage` added, key by key (a new dict: the row sees the change)."""
+    summed = dict(total or {})
+    for key, value in usage.items():
+        summed[key] = summed.get(key, 0) + value
+    return summed
 
 
 def end_message(message: MessageRow, now: int, reason: str | None) -> None:

@@ -28,7 +28,13 @@ from assistants.clock import Clock
 from assistants.context import build_prompt
 from assistants.events import EventHub
 from assistants.ids import new_id
-from assistants.lifecycle import TERMINAL_STATUSES, RunChanged, RunLifecycle, end_message
+from assistants.lifecycle import (
+    TERMINAL_STATUSES,
+    RunChanged,
+    RunLifecycle,
+    end_message,
+    summed_usage,
+)
 from assistants.tools import BuiltinTool
 from assistants.wire import message_wire, step_wire
 from storage import Database, MessageRow, RunRow, RunStepRow
@@ -207,7 +213,7 @@ class Runner:
             for _ in range(self._config.max_tool_turns):
                 turn = await self._turn(run)
                 if turn.call_step is None:
-                    await self._lifecycle.finish(run_id, "completed")
+                    await asyncio.shield(self._complete(run_id, turn))
                     return
                 await self._builtins.run_all(run, turn.call_step)
                 functions = [c for c in turn.step_calls() if c["type"] == "function"]
@@ -458,11 +464,30 @@ class Runner:
                     await _add_usage(session, run.id, turn.usage)
                 session.add(turn.call_step)
         elif turn.message is not None:
-            reason = "max_tokens" if turn.finish_reason == "length" else None
-            await self._close_message(turn, reason=reason, usage=turn.usage)
+            if turn.finish_reason == "length" or run.id not in self._plain:
+                reason = "max_tokens" if turn.finish_reason == "length" else None
+                await self._close_message(turn, reason=reason, usage=turn.usage)
+            # else: the answer of a plain run; `_complete` closes it with the run, in one write
         elif turn.usage:
             async with self._db.session() as session:
                 await _add_usage(session, run.id, turn.usage)
+
+    async def _complete(self, run_id: str, turn: _Turn) -> None:
+        """Ends the run `completed` after its answering turn.
+
+        A plain run's answer (its only open step and message, still open) is closed in the
+        same transaction as the run, which spares the look-up of open parts and three more
+        statements per answer. Shielded by the caller: a cancel arriving now must not leave
+        the answer's text unwritten.
+        """
+        if turn.message is None or turn.message.status != "in_progress":
+            await self._lifecycle.finish(run_id, "completed")
+            return
+        assert turn.step is not None
+        turn.message.content = _text_content(turn.text)
+        await self._lifecycle.finish(
+            run_id, "completed", answer=(turn.step, turn.message), usage=turn.usage
+        )
 
     async def _save_partial(self, turn: _Turn) -> None:
         """Keeps text streamed before a failure or cancel, so nothing shown is lost."""
@@ -495,10 +520,7 @@ async def _chunks(
 async def _add_usage(session: AsyncSession, run_id: str, usage: dict[str, int]) -> None:
     statement = select(RunRow).where(col(RunRow.id) == run_id).with_for_update()
     row = (await session.exec(statement)).one()
-    total = dict(row.usage or {})
-    for key, value in usage.items():
-        total[key] = total.get(key, 0) + value
-    row.usage = total
+    row.usage = summed_usage(row.usage, usage)
     session.add(row)
 
 

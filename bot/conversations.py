@@ -17,7 +17,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import col, func, select
+from sqlmodel import col, func, select, update
 
 from assistants import (
     Clock,
@@ -255,10 +255,14 @@ class Conversations:
         for attempt in range(120):
             try:
                 async with self._db.session() as session:
-                    stored = await session.get(QueuedMessageRow, row.seq)
-                    if stored is not None and stored.status == "pending":
-                        stored.status = status
-                        session.add(stored)
+                    await session.exec(
+                        update(QueuedMessageRow)
+                        .where(
+                            col(QueuedMessageRow.seq) == row.seq,
+                            col(QueuedMessageRow.status) == "pending",
+                        )
+                        .values(status=status)
+                    )
                 return
             except DBAPIError:
                 self._engine.heartbeat.database_trouble()

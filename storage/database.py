@@ -23,11 +23,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import migrations
 from storage.retrieval import create_retrieval_schema
+from storage.sqlite_writers import WriteTurns
 
 __all__ = ["Database", "database_url_for"]
 
 # pg_advisory_lock key held while one process migrates ("slmg"); other processes wait on it.
 _PG_MIGRATION_LOCK = 0x736C6D67
+_SQLITE_BUSY_SECONDS = 30
 
 
 def database_url_for(database_url: str | None, data_dir: Path) -> str:
@@ -53,8 +55,9 @@ class Database:
             path = make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # SQLite serialises writers; a generous busy timeout turns contention into waiting.
-            options["connect_args"] = {"timeout": 30}
+            # SQLite serialises writers; a generous busy timeout turns contention between
+            # processes into waiting (this process's writers queue on `WriteTurns`).
+            options["connect_args"] = {"timeout": _SQLITE_BUSY_SECONDS}
             options["poolclass"] = NullPool if path in (None, "", ":memory:") else None
             if options["poolclass"] is None:
                 del options["poolclass"]
@@ -63,6 +66,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            WriteTurns(timeout=_SQLITE_BUSY_SECONDS).install(self.engine.sync_engine)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
