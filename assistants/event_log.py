@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ __all__ = ["EventLog"]
 log = logging.getLogger("assistants.event_log")
 
 _CHANNEL = "run_events"
-_ROWS_PER_INSERT = 1000  # 5 parameters a row
+_EVENT_TABLE = RunEventRow.__table__  # type: ignore[attr-defined]
 _EVENTS: TypeAdapter[Any] = TypeAdapter(AssistantStreamEvent)
 #: Statuses in which a run's stream has nothing more to say until someone acts.
 _QUIET_STATUSES = frozenset(
@@ -63,8 +64,11 @@ class EventLog:
         self._queue: list[_Pending] = []
         self._next: dict[str, int] = {}  # next position of runs this process writes to
         self._urgent = asyncio.Event()
-        self._flushed = asyncio.Condition()
-        self._wakeups: dict[str, asyncio.Event] = {}
+        # Per run, the event its next write sets. Every reader of the run waits on the same one,
+        # so one write wakes them all; held weakly, it goes when its last reader does.
+        self._wakeups: weakref.WeakValueDictionary[str, asyncio.Event] = (
+            weakref.WeakValueDictionary()
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
         self._closing = False
@@ -156,11 +160,10 @@ class EventLog:
                         "created_at": now,
                     }
                 )
-            # Multi-row INSERTs (the ORM would send one INSERT ... RETURNING per event), in
-            # slices that stay well under SQLite's and PostgreSQL's bound-parameter limits.
-            for start in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[start : start + _ROWS_PER_INSERT]
-                await session.exec(insert(RunEventRow).values(chunk))
+            # A Core executemany, which SQLAlchemy sends as multi-row INSERTs from one cached
+            # compiled statement (the ORM sent an INSERT ... RETURNING per event, and a
+            # `.values(rows)` INSERT is compiled afresh for every batch).
+            await session.exec(insert(_EVENT_TABLE), params=rows)
             if not self._db.is_sqlite:
                 for run_id in {p.run_id for p in batch}:
                     await session.exec(  # type: ignore[call-overload]
@@ -195,15 +198,25 @@ class EventLog:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def end(self, run_id: str) -> int:
-        """The position the next event of the run will take (after a flush)."""
+    async def position_of(self, run_id: str, event: str, object_id: str) -> int:
+        """Where the run's `event` about `object_id` (a step, a message) is in the log, once
+        what is queued is written: a stream that begins with that event starts there, whatever
+        this or another process wrote before or after it. The first such event wins (two
+        replicas accepting the same outputs at once both write one; the loser's request fails),
+        so a stream from here misses nothing."""
         await self.flush()
         async with self._db.session() as session:
-            statement = select(func.max(RunEventRow.position)).where(
-                col(RunEventRow.run_id) == run_id
+            statement = (
+                select(RunEventRow.position)
+                .where(
+                    col(RunEventRow.run_id) == run_id,
+                    col(RunEventRow.event) == event,
+                    col(RunEventRow.data)["id"].as_string() == object_id,
+                )
+                .order_by(col(RunEventRow.position))
+                .limit(1)
             )
-            last = (await session.exec(statement)).one()
-        return 0 if last is None else last + 1
+            return (await session.exec(statement)).one()
 
     async def follow(self, run_id: str, start: int = 0) -> AsyncIterator[StreamEvent]:
         """The run's events from `start`, as written by whichever process executes it, until
@@ -212,6 +225,7 @@ class EventLog:
         position = start
         idle_since = time.monotonic()
         while True:
+            wakeup = self._wakeup(run_id)  # taken before reading: a write meanwhile is not missed
             async with self._db.session() as session:
                 statement = (
                     select(RunEventRow.position, RunEventRow.event, RunEventRow.data)
@@ -236,7 +250,8 @@ class EventLog:
                     yield ending
                     return
                 idle_since = time.monotonic()
-            await self._wait(run_id)
+            with contextlib.suppress(TimeoutError):  # the poll: a safety net for a lost NOTIFY
+                await asyncio.wait_for(wakeup.wait(), self._poll)
 
     async def _quiet_end(self, run_id: str) -> StreamEvent | None:
         await self.flush()
@@ -253,20 +268,16 @@ class EventLog:
                 return None
         return StreamEvent(f"thread.run.{row.status}", self._run_wire(row))
 
-    async def _wait(self, run_id: str) -> None:
+    def _wakeup(self, run_id: str) -> asyncio.Event:
         wakeup = self._wakeups.get(run_id)
         if wakeup is None:
             wakeup = self._wakeups[run_id] = asyncio.Event()
-        try:
-            await asyncio.wait_for(wakeup.wait(), self._poll)
-        except TimeoutError:
-            pass
-        finally:
-            if self._wakeups.get(run_id) is wakeup:
-                del self._wakeups[run_id]
+        return wakeup
 
     def _wake(self, run_id: str) -> None:
-        wakeup = self._wakeups.get(run_id)
+        """Wakes every reader of the run. The event is set once and dropped, never cleared: a
+        reader that has not yet looked at it still finds it set; the next wait takes a new one."""
+        wakeup = self._wakeups.pop(run_id, None)
         if wakeup is not None:
             wakeup.set()
 

@@ -277,31 +277,35 @@ class RunService:
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> Run:
-        row, start = await self._accept_outputs(thread_id, run_id, params)
-        await self._resume(row, start)
+        row, start, step_id = await self._accept_outputs(thread_id, run_id, params)
+        await self._resume(row, start, step_id)
         return run_wire(row)
 
     async def submit_tool_outputs_stream(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> AsyncIterator[StreamEvent]:
-        row, start = await self._accept_outputs(thread_id, run_id, params)
-        return await self._resume(row, start)
+        row, start, step_id = await self._accept_outputs(thread_id, run_id, params)
+        return await self._resume(row, start, step_id)
 
-    async def _resume(self, row: RunRow, start: int) -> AsyncIterator[StreamEvent]:
+    async def _resume(self, row: RunRow, start: int, step_id: str) -> AsyncIterator[StreamEvent]:
+        """Executes the run whose outputs were accepted here when this process has room
+        (streaming from `start` in memory); otherwise hands it over and streams the durable log
+        from the event that completed step `step_id`, wherever the log placed it."""
         if self._runner.has_room():
             events = self._events.log(row.id).follow(start)
             self._runner.start(row.id)
             return events
-        stored_start = await self._log.end(row.id) - 2  # the step.completed and run.queued
+        stored_start = await self._log.position_of(row.id, "thread.run.step.completed", step_id)
         await self._hand_over(row.id)
-        return self._log.follow(row.id, max(stored_start, 0))
+        return self._log.follow(row.id, stored_start)
 
     async def _accept_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
-    ) -> tuple[RunRow, int]:
-        """Checks and stores the outputs; returns the queued run and the position of its first
-        new event. The position is taken only once the outputs are accepted: taking it up
-        front created an event log for any rejected run id, one that nothing ever removed."""
+    ) -> tuple[RunRow, int, str]:
+        """Checks and stores the outputs; returns the queued run, the position of its first
+        new event in memory and the id of the step the outputs completed (that event's subject).
+        The position is taken only once the outputs are accepted: taking it up front created
+        an event log for any rejected run id, one that nothing ever removed."""
         async with self._locks.hold(thread_id):
             async with self._db.session() as session:
                 row = await _load(session, thread_id, run_id)
@@ -331,7 +335,7 @@ class RunService:
             self._events.publish(run_id, "thread.run.step.completed", step_wire(step))
             try:
                 queued = await self._lifecycle.set_status(run_id, "queued", execute=True)
-                return queued, start
+                return queued, start, step.id
             except RunChanged as changed:  # cancelled or expired meanwhile (no thread lock)
                 raise InvalidRequest(
                     f'Runs in status "{changed.status}" do not accept tool outputs.'

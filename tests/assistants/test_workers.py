@@ -24,6 +24,7 @@ from assistants import (
     RunnerConfig,
     ThreadCreate,
 )
+from assistants.events import StreamEvent
 from assistants.leases import Lease
 from assistants.vector_store_params import VectorStoreCreate
 from storage import Database, RunEventRow, RunRow, VectorStoreFileRow
@@ -160,6 +161,41 @@ async def test_tool_outputs_submitted_to_one_replica_resume_the_run_on_another(
     assert names[2] == "thread.run.in_progress" and names[-1] == "thread.run.completed"
     messages = await front_client.beta.threads.messages.list(thread.id)
     assert messages.data[0].content[0].text.value == "Sunny in Paris."  # type: ignore[union-attr]
+
+
+async def test_every_reader_of_a_run_is_woken_by_its_next_event(
+    database: Database, front: Engine, worker: Engine
+) -> None:
+    """Two readers that began waiting at different times both see a new event at once, not at
+    their next poll (0.25 s): they once shared one wake-up, which the first to reach its poll
+    replaced, leaving the other waiting on one nobody would set."""
+    # PostgreSQL wakes readers in other processes (NOTIFY); SQLite only those of the writer.
+    writer = front if database.is_sqlite else worker
+    run_id = "run_read_twice"
+
+    async def receive(position: int) -> float:
+        events = await front.runs.follow(run_id, position)
+        await anext(events)
+        return time.monotonic()
+
+    delta = StreamEvent(
+        "thread.message.delta",
+        {
+            "id": "msg_1",
+            "object": "thread.message.delta",
+            "delta": {"content": [{"index": 0, "type": "text", "text": {"value": "x"}}]},
+        },
+    )
+    for position in range(4):  # each round would fail by luck alone only now and then
+        first = asyncio.create_task(receive(position))
+        await asyncio.sleep(0.2)
+        second = asyncio.create_task(receive(position))
+        await asyncio.sleep(0.07)  # the first's poll has ended: it is waiting anew
+        written = time.monotonic()
+        writer.event_log.add(run_id, delta)
+        await writer.event_log.flush()
+        latencies = [t - written for t in await asyncio.gather(first, second)]
+        assert max(latencies) < 0.15, (position, latencies)
 
 
 async def test_cancel_on_one_replica_stops_the_run_where_it_executes(
