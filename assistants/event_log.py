@@ -23,17 +23,20 @@ from typing import Any
 from openai.types.beta import AssistantStreamEvent
 from pydantic import TypeAdapter
 from sqlalchemy import delete, func, insert, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from assistants.events import STREAM_END_EVENTS, StreamEvent
-from storage import Database, RunEventRow, RunRow
+from storage import DATABASE_UNAVAILABLE, Database, RunEventRow, RunRow
 
 __all__ = ["EventLog"]
 
 log = logging.getLogger("assistants.event_log")
 
 _CHANNEL = "run_events"
+#: The log cannot be written now (database away or overloaded): its events stay queued.
+_UNWRITABLE: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, OSError)
+_KEPT_QUEUED: tuple[type[BaseException], ...] = (*_UNWRITABLE, asyncio.CancelledError)
 _EVENT_TABLE = RunEventRow.__table__  # type: ignore[attr-defined]
 _EVENTS: TypeAdapter[Any] = TypeAdapter(AssistantStreamEvent)
 #: Statuses in which a run's stream has nothing more to say until someone acts.
@@ -102,7 +105,7 @@ class EventLog:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        with contextlib.suppress(DBAPIError, OSError):
+        with contextlib.suppress(*_UNWRITABLE):
             await self.flush()
 
     async def flush(self) -> None:
@@ -113,8 +116,8 @@ class EventLog:
             batch, self._queue = _coalesce(self._queue), []
             try:
                 await self._write(batch)
-            except (DBAPIError, OSError, asyncio.CancelledError):
-                self._queue[:0] = batch  # the database is away: keep them, in order
+            except _KEPT_QUEUED:
+                self._queue[:0] = batch  # the database is away, or we stop: keep them, in order
                 raise
         for run_id in {p.run_id for p in batch}:
             self._wake(run_id)
@@ -182,7 +185,7 @@ class EventLog:
             self._urgent.clear()
             try:
                 await self.flush()
-            except (DBAPIError, OSError) as exc:
+            except _UNWRITABLE as exc:
                 log.warning("cannot write run events yet (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
 

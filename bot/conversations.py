@@ -16,7 +16,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select, update
 
 from assistants import (
@@ -38,7 +38,13 @@ from bot.functions import FunctionContext
 from bot.metrics import ANSWER_SECONDS, ANSWERS, EVENTS
 from bot.slack_files import SharedFiles
 from bot.slack_reply import SlackReply
-from storage import Database, ProcessedEventRow, QueuedMessageRow, SlackThreadRow
+from storage import (
+    DATABASE_UNAVAILABLE,
+    Database,
+    ProcessedEventRow,
+    QueuedMessageRow,
+    SlackThreadRow,
+)
 
 __all__ = ["Conversations", "Incoming", "ReplyOptions", "ThreadKey"]
 
@@ -221,7 +227,7 @@ class Conversations:
             finally:
                 if self._draining:
                     await self._claims.release(key)
-        except DBAPIError as exc:
+        except DATABASE_UNAVAILABLE as exc:
             self._engine.heartbeat.database_trouble()
             log.warning(
                 "conversation worker stopped by a database error (%s); it will be resumed",
@@ -238,7 +244,7 @@ class Conversations:
             status = "done"
         except asyncio.CancelledError:
             raise
-        except DBAPIError:
+        except DATABASE_UNAVAILABLE:
             raise  # not the answer's fault: the message stays pending for a retry
         except Exception:
             ANSWERS.labels(status="error").inc()
@@ -264,7 +270,7 @@ class Conversations:
                         .values(status=status)
                     )
                 return
-            except DBAPIError:
+            except DATABASE_UNAVAILABLE:
                 self._engine.heartbeat.database_trouble()
                 if attempt == 119:
                     raise

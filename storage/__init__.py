@@ -1,6 +1,6 @@
 """Every table and the database plumbing; no business logic lives here."""
 
-from storage.database import Database, database_url_for
+from storage.database import DATABASE_UNAVAILABLE, Database, database_url_for
 from storage.files import FileBatchRow, FileRow, VectorStoreFileRow, VectorStoreRow
 from storage.models import (
     AssistantRow,
@@ -21,6 +21,7 @@ from storage.slack import (
 )
 
 __all__ = [
+    "DATABASE_UNAVAILABLE",
     "AssistantChoiceRow",
     "AssistantRow",
     "ChunkRow",

@@ -16,6 +16,7 @@ from typing import IO, Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import text
@@ -25,11 +26,16 @@ from storage import migrations
 from storage.retrieval import create_retrieval_schema
 from storage.sqlite_writers import WriteTurns
 
-__all__ = ["Database", "database_url_for"]
+__all__ = ["DATABASE_UNAVAILABLE", "Database", "database_url_for"]
 
 # pg_advisory_lock key held while one process migrates ("slmg"); other processes wait on it.
 _PG_MIGRATION_LOCK = 0x736C6D67
 _SQLITE_BUSY_SECONDS = 30
+
+#: What "the database cannot serve us right now" raises: the server or file failed
+#: (`DBAPIError`), or no pooled connection came free in time (overload). Callers that retry
+#: or leave work for later catch both.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (DBAPIError, PoolTimeout)
 
 
 def database_url_for(database_url: str | None, data_dir: Path) -> str:
@@ -58,6 +64,9 @@ class Database:
             # SQLite serialises writers; a generous busy timeout turns contention between
             # processes into waiting (this process's writers queue on `WriteTurns`).
             options["connect_args"] = {"timeout": _SQLITE_BUSY_SECONDS}
+            # SQLite connections are cheap; under a burst, sessions wait for the write turn or
+            # a free connection, and SQLAlchemy's default 5 + 10 ran out (pool timeouts).
+            options.update(pool_size=20, max_overflow=30)
             options["poolclass"] = NullPool if path in (None, "", ":memory:") else None
             if options["poolclass"] is None:
                 del options["poolclass"]
