@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from assistants.retrieval import Chunk, ChunkIndex, LocalEmbedder, count_tokens
 from storage.database import Database
@@ -50,6 +47,7 @@ from tests.assistants.retrieval.quality import (
     ingest,
     queries,
 )
+from tests.scratch_database import scratch_database
 
 CHUNKS = int(os.environ.get("BENCH_CHUNKS", "10000"))
 SEARCHES = int(os.environ.get("BENCH_SEARCHES", "200"))
@@ -196,18 +194,8 @@ async def _run(
 async def _on_postgresql(
     url: str, model: LocalEmbedder, chunks: list[Chunk], *, pgvector: bool
 ) -> dict[str, Any]:
-    name = f"bench_retrieval_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
-    try:
+    async with scratch_database(url, "bench_retrieval") as db:
         return await _run(db, model, chunks, pgvector=pgvector)
-    finally:
-        await db.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def main() -> None:

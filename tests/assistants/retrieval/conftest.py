@@ -19,13 +19,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from assistants.retrieval import LocalEmbedder, local_embeddings_available
 from storage.database import Database
 from storage.retrieval import create_retrieval_schema, pgvector_version
+from tests.scratch_database import scratch_database
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -36,29 +34,20 @@ async def fresh_database(
 ) -> AsyncIterator[Database]:
     """A new empty database: a SQLite file, or a database of its own on TEST_DATABASE_URL's
     server; with the retrieval schema unless `schema` is false."""
-    if not PG_URL:
-        db = Database(f"sqlite+aiosqlite:///{tmp_path / f'retrieval-{uuid.uuid4().hex}.db'}")
-        try:
-            if schema:
-                await create_retrieval_schema(db, pgvector=pgvector)
-            yield db
-        finally:
-            await db.dispose()
-        return
-    name = f"retrieval_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
-    try:
+    empty = scratch_database(PG_URL, "retrieval") if PG_URL else _sqlite_database(tmp_path)
+    async with empty as db:
         if schema:
             await create_retrieval_schema(db, pgvector=pgvector)
         yield db
+
+
+@asynccontextmanager
+async def _sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / f'retrieval-{uuid.uuid4().hex}.db'}")
+    try:
+        yield db
     finally:
         await db.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def require_pgvector(db: Database) -> str:
