@@ -10,6 +10,7 @@ from assistants.engine import Engine
 from assistants.errors import Conflict, EngineError, InvalidRequest, NotFound, Unavailable
 from assistants.events import STREAM_END_EVENTS, StreamEvent
 from assistants.leases import Lease
+from assistants.model_client import ModelClient
 from assistants.pagination import Page
 from assistants.params import (
     AssistantCreate,
@@ -45,6 +46,7 @@ __all__ = [
     "ManualClock",
     "MessageCreate",
     "MessageUpdate",
+    "ModelClient",
     "NotFound",
     "OutputFile",
     "Page",

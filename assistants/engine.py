@@ -1,6 +1,6 @@
 """The engine: one object that wires the services, the runner and the expiry sweeper.
 
-engine = Engine(db=Database(url), model=AsyncOpenAI(base_url=...))
+engine = Engine(db=Database(url), model=ModelClient(base_url=...))  # or any AsyncOpenAI
 await engine.start()
 run = await engine.runs.create(thread.id, RunCreate(assistant_id=...))
 ...

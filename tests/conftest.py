@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import text
 
-from assistants import Engine, ManualClock
+from assistants import Engine, ManualClock, ModelClient
 from assistants.api import api_app
 from storage import Database
 from tests.fakes.model_server import ModelFake, run_model_fake
@@ -52,7 +52,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def model_client(model: ModelFake) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=model.url, api_key="model-key", max_retries=2)
+    client = ModelClient(base_url=model.url, api_key="model-key", max_retries=2)
     yield client
     await client.close()
 
