@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlmodel import col, update
+from sqlmodel import col, select, update
 
 from assistants.heartbeat import Heartbeat
 from assistants.leases import Lease
@@ -97,3 +97,25 @@ async def test_the_sweep_lists_waiting_conversations_without_a_live_claim(
             .values(status="done")
         )
     assert await a.unclaimed() == [(KEY.team_id, KEY.channel_id, KEY.thread_ts)]
+
+
+async def test_renew_extends_every_held_claim_of_this_worker_only(database: Database) -> None:
+    await _schema(database)
+    a, b = _claims(database, "a", seconds=1.0), _claims(database, "b", seconds=1.0)
+    held = [ThreadKey("T1", f"C{i}", "1700000000.000100") for i in range(150)]  # 2 batches
+    for key in held:
+        assert await a.take(key) == "new"
+    other = ThreadKey("T1", "C-b", "1700000000.000100")
+    not_held = ThreadKey("T1", "C-a-idle", "1700000000.000100")
+    assert await b.take(other) == "new"
+    assert await a.take(not_held) == "new"
+    heartbeat = Heartbeat(database.url, Lease(worker_id="a", seconds=1.0))
+    heartbeat.register(lambda connection, until: a.renew(connection, until, [*held, other]))
+    await asyncio.to_thread(heartbeat.beat)
+    heartbeat.stop()
+    async with database.session() as session:
+        rows = (await session.exec(select(ConversationClaimRow))).all()
+    expiry = {(r.channel_id, r.worker_id): r.expires_at for r in rows}
+    renewed = [expiry[(key.channel_id, "a")] for key in held]
+    assert min(renewed) > expiry[("C-a-idle", "a")]  # held ones extended, the idle one not
+    assert expiry[("C-b", "b")] < min(renewed)  # b's claim is b's to renew
