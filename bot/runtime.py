@@ -6,9 +6,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import openai
-
-from assistants import Clock, Engine, Lease, RunnerConfig, SandboxConfig, default_embedder
+from assistants import (
+    Clock,
+    Engine,
+    Lease,
+    ModelClient,
+    RunnerConfig,
+    SandboxConfig,
+    default_embedder,
+)
 from bot.settings import Settings
 from storage import Database, database_url_for
 
@@ -22,7 +28,7 @@ class Runtime:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(database_url_for(settings.database_url, settings.data_dir))
-        self.model = openai.AsyncOpenAI(
+        self.model = ModelClient(
             api_key=settings.model_api_key(),
             base_url=settings.openai_base_url,
             max_retries=settings.model_max_retries,
