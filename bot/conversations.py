@@ -77,6 +77,10 @@ class ReplyOptions:
     interval: float = 0.7
     #: Seconds a run works before its requester gets a "Stop" button.
     stop_button_after: float = 3.0
+    #: Answers being set up at once (engine thread, files, run). A burst of messages past this
+    #: waits its turn, stored; without a bound, a thousand mentions at once queue so many
+    #: database sessions that acks, streams and the pool itself time out.
+    concurrent_starts: int = 16
 
 
 @dataclass(slots=True)
@@ -113,6 +117,7 @@ class Conversations:
         self._held: tuple[ThreadKey, ...] = ()
         engine.heartbeat.register(self._renew_claims)
         self._kicked: set[ThreadKey] = set()
+        self._starting = asyncio.Semaphore(options.concurrent_starts)
         self._draining = False
         self.active: dict[ThreadKey, _Active] = {}
 
@@ -281,11 +286,6 @@ class Conversations:
     async def _answer(
         self, key: ThreadKey, row: QueuedMessageRow, resuming: bool = False
     ) -> RunOutcome | None:
-        link = await self.link(key, create=True)
-        assert link is not None
-        assistant_name = link.assistant_name
-        if self._directory.find(assistant_name) is None:  # removed from assistants.yml
-            assistant_name = await self._directory.chosen(key.team_id, key.channel_id)
         reply = SlackReply(
             self._client,
             channel=key.channel_id,
@@ -295,12 +295,23 @@ class Conversations:
             interval=self._options.interval,
         )
         status_task = asyncio.create_task(reply.set_status("is thinking…"))
+        try:
+            async with self._starting:
+                link = await self.link(key, create=True)
+                message = await self._user_message(key, row)
+        except BaseException:
+            status_task.cancel()
+            raise
+        assert link is not None
+        assistant_name = link.assistant_name
+        if self._directory.find(assistant_name) is None:  # removed from assistants.yml
+            assistant_name = await self._directory.chosen(key.team_id, key.channel_id)
         incoming = Incoming(key, row.reply_thread_ts, row.message_ts, row.user_id, row.text)
         # The run says which Slack message it answers: a replica taking the conversation over
         # finds it there (no extra write per answer, and no window where it is not noted).
         params = RunCreate(
             assistant_id=self._directory.id_for(assistant_name),
-            additional_messages=[await self._user_message(key, row)],
+            additional_messages=[message],
             metadata={"slack_ts": row.message_ts},
         )
         active = self.active[key] = _Active(link.engine_thread_id)
@@ -366,7 +377,8 @@ class Conversations:
         """Creates the run, waiting out a run someone else started on the same engine thread."""
         for _ in range(600):
             try:
-                return await self._engine.runs.create_stream(thread_id, params)
+                async with self._starting:
+                    return await self._engine.runs.create_stream(thread_id, params)
             except Conflict:
                 await asyncio.sleep(1.0)
         raise Conflict("The conversation is busy; please try again.")

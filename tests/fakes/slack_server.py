@@ -372,6 +372,7 @@ class SlackFake:
 
         self.calls: list[Call] = []
         self.rate_limited: list[str] = []  # method of every 429 answered
+        self._latency: dict[str, float] = {}
         self.deliveries: list[Delivery] = []
         self.users: dict[str, Json] = {}
         self.channels: dict[str, Json] = {}
@@ -517,6 +518,10 @@ class SlackFake:
             self._failures.clear()
         else:
             self._failures.pop(method, None)
+
+    def slow_method(self, method: str, seconds: float) -> None:
+        """``method`` answers ``seconds`` after it arrives (a slow Slack, or a slow network)."""
+        self._latency[method] = seconds
 
     def force_429(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         """The next ``times`` calls of ``method`` get HTTP 429 with ``Retry-After: retry_after``.
@@ -1111,6 +1116,8 @@ class SlackFake:
                 headers={"Retry-After": str(retry_after)},
             )
 
+        if method in self._latency:
+            await asyncio.sleep(self._latency[method])
         try:
             self._injected_failure(method)
             body: Json = {"ok": True, **self._methods[method](args)}
