@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+
+import pytest
 
 from assistants import Scheduler
 
@@ -45,3 +49,24 @@ async def test_a_job_outlasting_the_grace_is_cancelled() -> None:
     await scheduler.stop(grace=0.1)
     await asyncio.sleep(0)
     assert outcome == ["cancelled"]
+
+
+async def test_a_sweep_outlasting_its_interval_is_skipped_without_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = Scheduler()
+    runs: list[float] = []
+
+    async def slow_sweep() -> None:
+        runs.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.25)
+
+    scheduler.add_job(slow_sweep, "interval", seconds=0.05)
+    with caplog.at_level(logging.DEBUG):
+        scheduler.start()
+        await asyncio.sleep(0.6)
+        await scheduler.stop()
+    assert 2 <= len(runs) <= 3  # one at a time: due runs meanwhile were skipped
+    assert all(b - a >= 0.24 for a, b in itertools.pairwise(runs))
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noisy == []
