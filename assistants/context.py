@@ -10,20 +10,36 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy import Text, cast, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import MessageRow, RunRow, RunStepRow
 
 __all__ = ["Prompt", "build_prompt", "estimate_tokens", "message_text"]
 
-_PAGE = 200
 _PER_MESSAGE = 4  # role and separators, as chat formats add per message
+_FIRST_BATCH = 256  # rows of the first read; the next reads are sized by the budget left
+_SPARE_ROWS = 16
+_MESSAGE = MessageRow.__table__  # type: ignore[attr-defined]
+_STEP = RunStepRow.__table__  # type: ignore[attr-defined]
 
 
 def estimate_tokens(text: str) -> int:
     """About four characters per token for English text and code; never a download."""
     return len(text) // 4 + 1
+
+
+_LEAST_COST = estimate_tokens("") + _PER_MESSAGE  # no message is estimated below this
+
+# A thread's messages newest first, as (role, content as JSON text): rows, not ORM objects.
+_HISTORY = select(_MESSAGE.c.role, cast(_MESSAGE.c.content, Text)).order_by(
+    _MESSAGE.c.thread_id.desc(), _MESSAGE.c.seq.desc()
+)
+# How `json.dumps` (SQLAlchemy's JSON serializer) writes one text part without annotations,
+# the content of most messages, around the JSON string of the text.
+_TEXT_HEAD = '[{"type": "text", "text": {"value": "'
+_TEXT_TAIL = ', "annotations": []}}]'
+_json_value = json.JSONDecoder().raw_decode
 
 
 class Prompt:
@@ -49,63 +65,97 @@ async def _history(
 ) -> tuple[list[dict[str, Any]], int, int]:
     """Thread messages before this run's own output, newest kept first within the budget.
 
-    Pages by `seq` (keyset, not OFFSET) and reads only the role and content columns: ORM rows
-    cost more to build than the prompt itself on long threads.
+    One query, newest first on the (thread_id, seq) index, read through a cursor in batches
+    sized by the budget left and abandoned at the first message that does not fit: the rows
+    read are about the rows kept, however long the thread.
     """
-    statement = (
-        select(col(MessageRow.seq), col(MessageRow.role), col(MessageRow.content))
-        .where(col(MessageRow.thread_id) == run.thread_id)
-        .where((col(MessageRow.run_id).is_(None)) | (col(MessageRow.run_id) != run.id))
-        .order_by(col(MessageRow.seq).desc())
-    )
+    # The most messages the budget can hold (the first is kept whatever it costs), plus one
+    # to see that something was dropped: a bound for the planner, independent of the thread.
+    limit = max(budget // _LEAST_COST, 1) + 1
+    if last_messages is not None:
+        limit = min(limit, last_messages)
+    statement = _HISTORY.where(
+        # BETWEEN, not =: with = PostgreSQL drops thread_id from the ORDER BY as a constant
+        # and may walk the primary key backwards, past every newer message of other threads.
+        # Ordered by (thread_id, seq), only the (thread_id, seq) index reads no more than needed.
+        _MESSAGE.c.thread_id.between(run.thread_id, run.thread_id),
+        or_(_MESSAGE.c.run_id.is_(None), _MESSAGE.c.run_id != run.id),
+    ).limit(limit)
     kept: list[dict[str, Any]] = []
     tokens = dropped = 0
-    before: int | None = None
-    limit = last_messages if last_messages is not None else None
-    while True:
-        page_size = _PAGE if limit is None else min(_PAGE, limit - len(kept))
-        if page_size <= 0:
-            break
-        page = statement if before is None else statement.where(col(MessageRow.seq) < before)
-        rows = (await session.exec(page.limit(page_size))).all()
-        for seq, role, content in rows:
-            before = seq
-            message = _chat_message_of(role, content)
-            cost = _estimate(message)
-            if kept and tokens + cost > budget:
-                dropped += 1
-                return list(reversed(kept)), tokens, dropped
-            kept.append(message)
-            tokens += cost
-        if len(rows) < page_size:
-            break
-    return list(reversed(kept)), tokens, dropped
+    conn = await session.connection()
+    result = await conn.stream(statement)
+    try:
+        size = _FIRST_BATCH
+        while not dropped:
+            rows = await result.fetchmany(size)
+            before = tokens
+            for role, content in rows:
+                text = _one_text(content)
+                if text is not None:  # what _chat_message_of and _estimate make of it
+                    message = {"role": role, "content": text}
+                    cost = estimate_tokens(text) + _PER_MESSAGE
+                else:
+                    message = _chat_message_of(role, json.loads(content))
+                    cost = _estimate(message)
+                if kept and tokens + cost > budget:
+                    dropped = 1
+                    break
+                kept.append(message)
+                tokens += cost
+            if len(rows) < size:
+                break
+            # What the rest of the budget holds at the average cost of the rows just read, and
+            # some to spare (a short read costs one more fetch; a long one, rows read for naught).
+            more = (budget - tokens) * len(rows) // max(tokens - before, 1)
+            size = max(more + more // 8, 0) + _SPARE_ROWS
+    finally:
+        await result.close()
+    kept.reverse()
+    return kept, tokens, dropped
+
+
+def _one_text(content: str) -> str | None:
+    """The text of JSON content that is exactly one text part without annotations, as the
+    engine writes it; None for any other content. Reads one JSON string instead of decoding
+    the whole content: a third of the cost of `json.loads`, on most rows of a prompt."""
+    if not content.startswith(_TEXT_HEAD):
+        return None
+    text, end = _json_value(content, len(_TEXT_HEAD) - 1)  # from the string's opening quote
+    return text if content[end:] == _TEXT_TAIL else None
 
 
 async def _run_turns(session: AsyncSession, run: RunRow) -> list[dict[str, Any]]:
     """This run's earlier turns: its messages and its tool calls with their outputs."""
+    conn = await session.connection()
     steps = (
-        await session.exec(
-            select(RunStepRow).where(col(RunStepRow.run_id) == run.id).order_by(col(RunStepRow.seq))
+        await conn.execute(
+            select(_STEP.c.type, _STEP.c.step_details)
+            .where(_STEP.c.run_id == run.id)
+            .order_by(_STEP.c.seq)
         )
     ).all()
     message_ids = [
-        s.step_details["message_creation"]["message_id"]
-        for s in steps
-        if s.type == "message_creation"
+        details["message_creation"]["message_id"]
+        for kind, details in steps
+        if kind == "message_creation"
     ]
-    by_id: dict[str, MessageRow] = {}
+    by_id: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     if message_ids:
-        rows = await session.exec(select(MessageRow).where(col(MessageRow.id).in_(message_ids)))
-        by_id = {row.id: row for row in rows.all()}
+        rows = await conn.execute(
+            select(_MESSAGE.c.id, _MESSAGE.c.role, _MESSAGE.c.content).where(
+                _MESSAGE.c.id.in_(message_ids)
+            )
+        )
+        by_id = {id_: (role, content) for id_, role, content in rows}
     turns: list[dict[str, Any]] = []
-    for step in steps:
-        if step.type == "message_creation":
-            row = by_id.get(step.step_details["message_creation"]["message_id"])
-            if row is not None and message_text(row.content):
-                turns.append(_chat_message(row))
+    for kind, details in steps:
+        if kind == "message_creation":
+            found = by_id.get(details["message_creation"]["message_id"])
+            if found is not None and message_text(found[1]):
+                turns.append(_chat_message_of(*found))
             continue
-        calls = step.step_details.get("tool_calls", [])
+        calls = details.get("tool_calls", [])
         turns.append(
             {
                 "role": "assistant",
@@ -142,10 +192,6 @@ def _tool_output(call: dict[str, Any]) -> str:
     if kind == "function":
         return call["function"].get("output") or ""
     return str(call.get("_output") or "")
-
-
-def _chat_message(row: MessageRow) -> dict[str, Any]:
-    return _chat_message_of(row.role, row.content)
 
 
 def _chat_message_of(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = ["AssistantRow", "MessageRow", "RunEventRow", "RunRow", "RunStepRow", "ThreadRow"]
@@ -50,10 +50,13 @@ class ThreadRow(SQLModel, table=True):
 
 class MessageRow(SQLModel, table=True):
     __tablename__ = "message"
+    # A thread's messages in order, either way: lists, and the prompt's newest-first read
+    # (PostgreSQL otherwise sorts the whole thread, or walks the primary key past other threads).
+    __table_args__ = (Index("ix_message_thread_id_seq", "thread_id", "seq"),)
 
     seq: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, index=True, max_length=64)
-    thread_id: str = Field(index=True, max_length=64)
+    thread_id: str = Field(max_length=64)
     created_at: int
     role: str
     status: str = "completed"
