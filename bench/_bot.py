@@ -2,6 +2,9 @@
 
     python -m bench._bot '{"slack_url": ..., "model_url": ..., "data_dir": ..., "interval": 0.7}'
 
+Optional keys: "interval", "stop_button_after", "database_url", and "slack_pacing" (default
+true: the bot keeps to Slack's published limits; false when the emulator enforces none).
+
 Prints ``PORT <n>`` once `/slack/events` (and `/v1`) listen on 127.0.0.1, then serves until
 stdin closes.
 """
@@ -35,7 +38,7 @@ assistants:
 API_KEY = "bench-api-key"
 
 
-async def main(config: dict[str, str | float]) -> None:
+async def main(config: dict[str, str | float | bool]) -> None:
     data_dir = Path(str(config["data_dir"]))
     settings = Settings(
         _env_file=None,
@@ -43,6 +46,7 @@ async def main(config: dict[str, str | float]) -> None:
         slack_signing_secret="test-signing-secret",
         slack_app_token=None,
         slack_api_url=str(config["slack_url"]),
+        slack_pacing=bool(config.get("slack_pacing", True)),
         openai_base_url=str(config["model_url"]),
         openai_api_key="model-key",
         model_max_retries=0,
@@ -67,7 +71,7 @@ async def main(config: dict[str, str | float]) -> None:
     await runner.cleanup()
 
 
-def _run(config: dict[str, str | float]) -> None:
+def _run(config: dict[str, str | float | bool]) -> None:
     data_dir = Path(str(config["data_dir"]))
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "assistants.yml").write_text(ASSISTANTS_YML)

@@ -12,8 +12,9 @@ DATA_DIR) in a child process, so its CPU seconds and peak RSS are its own.
 Overheads subtract the model's own time: "first text" is the first Slack write carrying text
 minus the time the model needs to produce its first text (ttft + one token interval);
 "final" is `chat.stopStream` minus the model's whole stream. Latency, throughput and memory
-scenarios run with the emulator's rate limits off (they measure our code); `slack_writes`
-runs with the emulator's default tiers and counts writes and 429s.
+scenarios run with the emulator's rate limits off and the bot's pacing off (they measure our
+code); `slack_writes` runs with the emulator's default tiers and the bot's pacing on (Slack's
+published tiers, `bot/slack_pacing.py`) and counts writes and 429s.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Conversation:
     first_text: float | None = None
     final: float | None = None
     writes: int = 0
+    posted_whole: bool = False  # finished by chat.postMessage: no stream budget (deferred)
+    failed: bool = False  # finished by an apology or an error notice
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -116,6 +119,13 @@ class Observer:
                     conv.first_text = now
                 if method == "chat.stopStream":
                     conv.final = now
+                    conv.done.set()
+                elif method == "chat.postMessage" and not conv.done.is_set():
+                    # Streaming is available here, so a post is an answer deferred for want of
+                    # stream budget (posted whole; ours are one message), or a failure notice.
+                    conv.final = now
+                    conv.failed = str(args.get("text") or "").startswith(":warning:")
+                    conv.posted_whole = not conv.failed
                     conv.done.set()
             return result
 
@@ -155,7 +165,7 @@ class BotProcess:
 
 @asynccontextmanager
 async def bot_process(
-    slack: SlackFake, model: ModelFake, data_dir: Path, **options: float
+    slack: SlackFake, model: ModelFake, data_dir: Path, **options: float | bool
 ) -> AsyncIterator[BotProcess]:
     config = {"slack_url": slack.url, "model_url": model.url, "data_dir": str(data_dir), **options}
     proc = await asyncio.to_thread(
@@ -183,8 +193,10 @@ async def bot_process(
 
 @asynccontextmanager
 async def environment(
-    *, rate_limits: bool, ttft: float, token_interval: float, **options: float
+    *, rate_limits: bool, ttft: float, token_interval: float, **options: float | bool
 ) -> AsyncIterator[tuple[SlackFake, ModelFake, Observer, BotProcess]]:
+    """The emulator (`rate_limits`: its default tiers enforced), the model, the bot process
+    (`options` go to its config: interval, stop_button_after, slack_pacing, ...)."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         async with (
             run_slack_fake() as slack,
@@ -237,7 +249,11 @@ async def converse(
 async def overhead(concurrency: int, rounds: int, tokens: int, ttft: float, tok: float) -> None:
     log(f"overhead: {concurrency} concurrent x {rounds} rounds")
     async with environment(
-        rate_limits=False, ttft=ttft, token_interval=tok, stop_button_after=3600
+        rate_limits=False,
+        ttft=ttft,
+        token_interval=tok,
+        stop_button_after=3600,
+        slack_pacing=False,
     ) as (slack, model, observer, bot):
         model.set_default(lambda _req: text_reply(reply_text(tokens)))
         await converse(slack, observer, bot, 30)  # warm up (imports, first connections)
@@ -268,7 +284,11 @@ async def overhead(concurrency: int, rounds: int, tokens: int, ttft: float, tok:
 async def throughput(total: int, window: int) -> None:
     log(f"throughput: {total} replies, {window} in flight, zero-latency model")
     async with environment(
-        rate_limits=False, ttft=0.0, token_interval=0.0, stop_button_after=3600
+        rate_limits=False,
+        ttft=0.0,
+        token_interval=0.0,
+        stop_button_after=3600,
+        slack_pacing=False,
     ) as (slack, model, observer, bot):
         model.set_default(lambda _req: text_reply(reply_text(20)))
         await converse(slack, observer, bot, 30)
@@ -308,6 +328,7 @@ async def memory(runs: int, stream_seconds: float) -> None:
         ttft=0.0,
         token_interval=stream_seconds / tokens,
         stop_button_after=3600,
+        slack_pacing=False,
     ) as (slack, model, observer, bot):
         model.set_default(lambda _req: text_reply(reply_text(tokens)))
         await converse(slack, observer, bot, 60)
@@ -351,7 +372,7 @@ async def memory(runs: int, stream_seconds: float) -> None:
 
 async def slack_writes(concurrency: int, tokens: int, tok: float, limit: float) -> None:
     log(f"slack_writes: {concurrency} concurrent replies under the default Slack tiers")
-    async with environment(rate_limits=True, ttft=0.1, token_interval=tok) as (
+    async with environment(rate_limits=True, ttft=0.1, token_interval=tok, slack_pacing=True) as (
         slack,
         model,
         observer,
@@ -365,7 +386,7 @@ async def slack_writes(concurrency: int, tokens: int, tok: float, limit: float) 
                 await asyncio.gather(*(c.done.wait() for c in convs))
         except TimeoutError:
             pass
-        done = [c for c in convs if c.done.is_set()]
+        done = [c for c in convs if c.done.is_set() and not c.failed]
         by_method: dict[str, int] = {}
         for method in slack.rate_limited:
             by_method[method] = by_method.get(method, 0) + 1
@@ -374,6 +395,8 @@ async def slack_writes(concurrency: int, tokens: int, tok: float, limit: float) 
                 "scenario": f"slack_writes_c{concurrency}",
                 "replies": concurrency,
                 "completed": len(done),
+                "posted_whole": sum(1 for c in done if c.posted_whole),
+                "failed": sum(1 for c in convs if c.failed),
                 "waited_s": round(time.monotonic() - t0, 1),
                 "stream_seconds_each": round(tokens * tok, 2),
                 "writes_per_reply": round(sum(c.writes for c in done) / max(len(done), 1), 2),
@@ -391,7 +414,11 @@ async def polling_baseline(runs: int, tokens: int, ttft: float, tok: float) -> N
 
     log(f"polling baseline: {runs} runs each way")
     async with environment(
-        rate_limits=False, ttft=ttft, token_interval=tok, stop_button_after=3600
+        rate_limits=False,
+        ttft=ttft,
+        token_interval=tok,
+        stop_button_after=3600,
+        slack_pacing=False,
     ) as (slack, model, observer, bot):
         model.set_default(lambda _req: text_reply(reply_text(tokens)))
         client = openai.AsyncOpenAI(base_url=bot.api_url, api_key=API_KEY, max_retries=0)
@@ -458,7 +485,7 @@ async def main(quick: bool, only: set[str]) -> None:
             ("memory", lambda: memory(1000, 45.0)),
             ("prompt_build", lambda: prompt_build([100, 1_000, 10_000], 10)),
             ("slack_writes", lambda: slack_writes(10, 100, 0.05, 25)),
-            ("slack_writes", lambda: slack_writes(200, 100, 0.05, 30)),
+            ("slack_writes", lambda: slack_writes(200, 100, 0.05, 240)),
             ("polling_baseline", lambda: polling_baseline(3, 20, 0.2, 0.01)),
         ]
     unknown = only - {name for name, _ in scenarios}

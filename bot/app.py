@@ -21,7 +21,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, delete
 
 from assistants import Clock, Engine, Scheduler
@@ -34,6 +33,7 @@ from bot.listeners import register_all
 from bot.reminders import Reminders
 from bot.runtime import Runtime
 from bot.slack_files import SharedFiles
+from bot.slack_pacing import SLACK_LIMITS, PacedWebClient, SlackPacer
 from storage import Database, ProcessedEventRow
 
 __all__ = ["Bot", "slack_client"]
@@ -44,13 +44,15 @@ log = logging.getLogger("bot.app")
 EVENT_MEMORY = 24 * 3600
 
 
-def slack_client(token: str, base_url: str) -> AsyncWebClient:
-    """The Web API client: 429s wait out `Retry-After`, dropped connections are retried.
+def slack_client(token: str, base_url: str, *, pacer: SlackPacer | None = None) -> PacedWebClient:
+    """The Web API client: every call keeps to Slack's published limits (`pacer`; none given:
+    unpaced); a 429 all the same waits out `Retry-After`, dropped connections are retried.
 
     Its calls share one aiohttp session (kept-alive connections): without one, slack_sdk opens
     a new session and TCP connection for every call.
     """
-    return AsyncWebClient(
+    return PacedWebClient(
+        pacer=pacer or SlackPacer(limits={}),
         token=token,
         base_url=base_url,
         timeout=30,
@@ -68,7 +70,7 @@ class Bot:
         *,
         runtime: Runtime,
         app: AsyncApp,
-        client: AsyncWebClient,
+        client: PacedWebClient,
         directory: AssistantDirectory,
         conversations: Conversations,
         reminders: Reminders,
@@ -88,10 +90,16 @@ class Bot:
         clock: Clock | None = None,
     ) -> Bot:
         settings = runtime.settings
+        options = options or ReplyOptions()
         assert settings.slack_bot_token is not None, "checked by settings.missing_for_slack()"
         secret = settings.slack_signing_secret
         clock = clock or runtime.engine.clock
-        client = slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+        # Off (SLACK_PACING=false) for a Slack plan with higher limits than the published tiers.
+        limits = SLACK_LIMITS if options.slack_limits is None else options.slack_limits
+        pacer = SlackPacer(limits=limits if settings.slack_pacing else {})
+        client = slack_client(
+            settings.slack_bot_token.get_secret_value(), settings.slack_api_url, pacer=pacer
+        )
         scheduler = Scheduler()
         reminders = Reminders(db=runtime.db, client=client, clock=clock, scheduler=scheduler)
         scheduler.add_job(
@@ -118,6 +126,7 @@ class Bot:
             directory=directory,
             driver=RunDriver(engine=runtime.engine, functions=functions),
             client=client,
+            pacer=pacer,
             clock=clock,
             files=SharedFiles(
                 engine=runtime.engine,
@@ -125,7 +134,7 @@ class Bot:
                 token=settings.slack_bot_token.get_secret_value(),
                 max_bytes=settings.max_file_mb * 1024 * 1024,
             ),
-            options=options or ReplyOptions(),
+            options=options,
             context=context,
         )
         app = AsyncApp(
@@ -136,6 +145,7 @@ class Bot:
             # Listeners only queue the message (milliseconds), so Slack's 200 goes out after
             # the message is stored: a crash before that makes Slack retry, never lose it.
             process_before_response=True,
+            before_authorize=_shared_client(client),
         )
         bot = cls(
             runtime=runtime,
@@ -172,6 +182,20 @@ class Bot:
         await self.conversations.close()
         if self.client.session is not None:
             await self.client.session.close()
+
+
+def _shared_client(client: PacedWebClient) -> Any:
+    """Listeners' `context.client` (and `say`, `set_status`, ...) is our paced client, so their
+    calls count in the same budget: Bolt would give each request an unpaced client of its own.
+
+    Bolt makes per-request copies in case a listener changes the token; ours never does.
+    """
+
+    async def shared_client(context: dict[str, Any], next: Any) -> None:
+        context["client"] = client
+        await next()
+
+    return shared_client
 
 
 def _once_per_event(db: Database) -> Any:

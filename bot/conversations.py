@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from bot.errors import friendly_error
 from bot.functions import FunctionContext
 from bot.metrics import ANSWER_SECONDS, ANSWERS, EVENTS
 from bot.slack_files import SharedFiles
+from bot.slack_pacing import RateLimit, SlackPacer
 from bot.slack_reply import SlackReply
 from storage import (
     DATABASE_UNAVAILABLE,
@@ -81,6 +82,9 @@ class ReplyOptions:
     #: waits its turn, stored; without a bound, a thousand mentions at once queue so many
     #: database sessions that acks, streams and the pool itself time out.
     concurrent_starts: int = 16
+    #: The Slack rate limits the bot keeps to (with SLACK_PACING on); None: Slack's published
+    #: tiers (`bot.slack_pacing.SLACK_LIMITS`). Tests use small ones.
+    slack_limits: Mapping[str, RateLimit] | None = None
 
 
 @dataclass(slots=True)
@@ -100,11 +104,14 @@ class Conversations:
         client: AsyncWebClient,
         clock: Clock,
         files: SharedFiles,
+        pacer: SlackPacer | None = None,
         options: ReplyOptions = ReplyOptions(),
         context: Callable[[Incoming], FunctionContext] | None = None,
     ) -> None:
         self._db, self._engine, self._directory, self._files = db, engine, directory, files
         self._driver, self._client, self._clock, self._options = driver, client, clock, options
+        #: Slack's rate limits, as the client keeps them (`slack_client`); none: unpaced.
+        self._pacer = pacer or SlackPacer(limits={})
         self._context = context or (lambda m: FunctionContext())
         self._claims = ConversationClaims(
             db=db,
@@ -296,13 +303,21 @@ class Conversations:
             thread_ts=row.reply_thread_ts,
             user_id=row.user_id,
             team_id=key.team_id,
+            pacer=self._pacer,
             interval=self._options.interval,
         )
         status_task = asyncio.create_task(reply.set_status("is thinking…"))
         try:
+            files = row.files
+            if files is None:  # a mention without `files`: look the message up
+                # Before taking a start slot: this may wait a minute for Slack's budget, and
+                # slots held by waiting look-ups would stall the answers ready to start.
+                files = await self._files.lookup(
+                    key.channel_id, row.reply_thread_ts, row.message_ts
+                )
             async with self._starting:
                 link = await self.link(key, create=True)
-                message = await self._user_message(key, row)
+                message = await self._user_message(row, files)
         except BaseException:
             status_task.cancel()
             raise
@@ -345,11 +360,10 @@ class Conversations:
                 if task is not None and not task.done():
                     task.cancel()
 
-    async def _user_message(self, key: ThreadKey, row: QueuedMessageRow) -> MessageCreate:
+    async def _user_message(
+        self, row: QueuedMessageRow, files: list[dict[str, Any]]
+    ) -> MessageCreate:
         """The user's words, with the files they shared attached (downloaded from Slack)."""
-        files = row.files
-        if files is None:  # a mention: Slack does not say whether it carried files
-            files = await self._files.lookup(key.channel_id, row.reply_thread_ts, row.message_ts)
         taken, problems = await self._files.take(files) if files else ([], [])
         text = row.text
         if taken:
@@ -391,6 +405,9 @@ class Conversations:
         await asyncio.sleep(self._options.stop_button_after)
         from bot.listeners.actions import stop_button_blocks
 
+        if not self._pacer.ready("chat.postEphemeral", row.channel_id):
+            log.info("stop button not offered: chat.postEphemeral's rate limit is spent")
+            return
         try:
             await self._client.chat_postEphemeral(
                 channel=row.channel_id,

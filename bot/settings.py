@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    #: Keep every Web API call within Slack's published rate-limit tiers (calls wait for room,
+    #: optional ones are skipped); off for a Slack plan with higher limits.
+    slack_pacing: bool = True
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

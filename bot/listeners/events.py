@@ -29,8 +29,11 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return
         thread_ts = event.get("thread_ts") or event["ts"]
         key = ThreadKey(_team(event, context), event["channel"], thread_ts)
-        # app_mention events omit files: None asks the worker to look them up.
-        await bot.conversations.enqueue(incoming(key, event, thread_ts, context, files_known=False))
+        # Real app_mention events carry `files` when the message has some (slackapi/bolt-js
+        # #2056), yet are documented and emulated without: only when the key is absent does
+        # the worker look the message up (None), a call under Slack's tightest read limit.
+        known = "files" in event
+        await bot.conversations.enqueue(incoming(key, event, thread_ts, context, files_known=known))
 
     @app.event("message")
     async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
