@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from assistants import ModelClient
 from tests.fakes.model_server import ModelFake, text_reply
+from tests.local_http import serve
 
 
 @pytest.fixture
@@ -66,12 +67,8 @@ async def _sloppy_stream(request: web.Request) -> web.StreamResponse:
 async def sloppy_url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _sloppy_stream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    await runner.cleanup()
+    async with serve(app) as url:
+        yield f"{url}/v1"
 
 
 async def test_chunks_pydantic_rejects_are_built_leniently(

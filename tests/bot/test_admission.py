@@ -14,6 +14,7 @@ from bot.conversations import ReplyOptions
 from tests.bot.conftest import BotUnderTest
 from tests.fakes.model_server import ModelFake, text_reply
 from tests.fakes.slack_server import SlackFake
+from tests.local_http import serve
 
 DOWNLOAD_SECONDS = 0.3
 
@@ -35,14 +36,8 @@ async def slow_files() -> AsyncIterator[tuple[str, list[float]]]:
 
     app = web.Application()
     app.router.add_get("/{name}", download)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", arrivals
-    finally:
-        await runner.cleanup()
+    async with serve(app) as url:
+        yield url, arrivals
 
 
 async def test_a_burst_is_set_up_two_at_a_time_and_all_of_it_answered(

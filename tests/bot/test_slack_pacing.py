@@ -124,11 +124,8 @@ async def _no_stream_budget() -> SlackPacer:
     return pacer
 
 
-async def test_reply_without_stream_budget_is_posted_whole_with_its_blocks(
-    slack: SlackFake, client: AsyncWebClient
-) -> None:
-    sources = {"type": "context", "elements": [{"type": "mrkdwn", "text": "[1] a.pdf"}]}
-    reply = SlackReply(
+async def _reply_without_stream_budget(client: AsyncWebClient) -> SlackReply:
+    return SlackReply(
         client,
         channel="C1",
         thread_ts="1.000001",
@@ -137,6 +134,13 @@ async def test_reply_without_stream_budget_is_posted_whole_with_its_blocks(
         pacer=await _no_stream_budget(),
         interval=0.01,
     )
+
+
+async def test_reply_without_stream_budget_is_posted_whole_with_its_blocks(
+    slack: SlackFake, client: AsyncWebClient
+) -> None:
+    sources = {"type": "context", "elements": [{"type": "mrkdwn", "text": "[1] a.pdf"}]}
+    reply = await _reply_without_stream_budget(client)
     for piece in ("Refunds ", "take 14 days", "【4:0†a.pdf】."):
         reply.append(piece)
         await asyncio.sleep(0.03)  # the pump would have written by now
@@ -155,15 +159,7 @@ async def test_reply_without_stream_budget_is_posted_whole_with_its_blocks(
 async def test_failed_reply_without_stream_budget_keeps_the_text_before_the_notice(
     slack: SlackFake, client: AsyncWebClient
 ) -> None:
-    reply = SlackReply(
-        client,
-        channel="C1",
-        thread_ts="1.000001",
-        user_id="U1",
-        team_id="T1",
-        pacer=await _no_stream_budget(),
-        interval=0.01,
-    )
+    reply = await _reply_without_stream_budget(client)
     reply.append("Half an answer")
     await asyncio.sleep(0.03)
     await reply.fail("_(Stopped.)_")
