@@ -172,7 +172,7 @@ async def _run(
         samples = []
         for i in range(SEARCHES):
             started = time.perf_counter()
-            await index.search([STORE], texts[i % len(texts)], max_results=20, mode=mode)  # type: ignore[arg-type]
+            await index.search([STORE], texts[i % len(texts)], max_results=20, mode=mode)
             samples.append(time.perf_counter() - started)
         search[mode] = _percentiles(samples)
     out["search"] = search

@@ -30,6 +30,7 @@ from bot.directory import AssistantDirectory
 from bot.driver import RunDriver
 from bot.functions import FunctionContext, builtin_functions
 from bot.listeners import register_all
+from bot.metrics import RUNS_ACTIVE
 from bot.reminders import Reminders
 from bot.runtime import Runtime
 from bot.slack_files import SharedFiles
@@ -163,6 +164,7 @@ class Bot:
         scheduler.add_job(
             conversations.resume, "interval", seconds=1.0, max_instances=1, coalesce=True
         )
+        RUNS_ACTIVE.set_function(lambda: len(runtime.engine.runner.running))
         scheduler.start()
         await conversations.resume()
         return bot

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["ANSWERS", "ANSWER_SECONDS", "EVENTS", "FEEDBACK"]
+__all__ = ["ANSWERS", "ANSWER_SECONDS", "EVENTS", "FEEDBACK", "RUNS_ACTIVE"]
 
 EVENTS = Counter(
     "slack_assistants_events_total", "Slack events taken, by outcome", ["outcome"]
@@ -16,3 +16,5 @@ ANSWER_SECONDS = Histogram(
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
 )
 FEEDBACK = Counter("slack_assistants_feedback_total", "Answer feedback by value", ["value"])
+#: Set to read the engine's runner when the bot starts.
+RUNS_ACTIVE = Gauge("slack_assistants_runs_active", "Runs this process is executing now")
