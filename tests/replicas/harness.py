@@ -424,6 +424,9 @@ class Cluster:
             SLACK_BOT_TOKEN=bot_token,
             SLACK_SIGNING_SECRET=signing_secret,
             SLACK_API_URL=slack_url,
+            # The emulator enforces no rate limits here (the replicas' own subject is sharing
+            # the work), so neither do the bots: pacing has its tests in tests/bot.
+            SLACK_PACING="false",
             OPENAI_BASE_URL=model_url,
             OPENAI_API_KEY="model-key",
             MODEL_MAX_RETRIES="0",
