@@ -51,6 +51,8 @@ __all__ = ["Conversations", "Incoming", "ReplyOptions", "ThreadKey"]
 
 log = logging.getLogger("bot.conversations")
 
+_APOLOGY = ":warning: Sorry, something went wrong while answering. Please try again."
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadKey:
@@ -85,6 +87,10 @@ class ReplyOptions:
     #: The Slack rate limits the bot keeps to (with SLACK_PACING on); None: Slack's published
     #: tiers (`bot.slack_pacing.SLACK_LIMITS`). Tests use small ones.
     slack_limits: Mapping[str, RateLimit] | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrent_starts < 1:
+            raise ValueError(f"concurrent_starts must be at least 1, not {self.concurrent_starts}")
 
 
 @dataclass(slots=True)
@@ -268,7 +274,6 @@ class Conversations:
                 "answering failed",
                 extra={"channel": key.channel_id, "thread_ts": row.reply_thread_ts},
             )
-            await self._apologise(row)
         await self._mark(row, status)
 
     async def _mark(self, row: QueuedMessageRow, status: str) -> None:
@@ -307,6 +312,7 @@ class Conversations:
             interval=self._options.interval,
         )
         status_task = asyncio.create_task(reply.set_status("is thinking…"))
+        stop_button: asyncio.Task[None] | None = None
         try:
             files = row.files
             if files is None:  # a mention without `files`: look the message up
@@ -318,24 +324,20 @@ class Conversations:
             async with self._starting:
                 link = await self.link(key, create=True)
                 message = await self._user_message(row, files)
-        except BaseException:
-            status_task.cancel()
-            raise
-        assert link is not None
-        assistant_name = link.assistant_name
-        if self._directory.find(assistant_name) is None:  # removed from assistants.yml
-            assistant_name = await self._directory.chosen(key.team_id, key.channel_id)
-        incoming = Incoming(key, row.reply_thread_ts, row.message_ts, row.user_id, row.text)
-        # The run says which Slack message it answers: a replica taking the conversation over
-        # finds it there (no extra write per answer, and no window where it is not noted).
-        params = RunCreate(
-            assistant_id=self._directory.id_for(assistant_name),
-            additional_messages=[message],
-            metadata={"slack_ts": row.message_ts},
-        )
-        active = self.active[key] = _Active(link.engine_thread_id)
-        stop_button: asyncio.Task[None] | None = None
-        try:
+            assert link is not None
+            assistant_name = link.assistant_name
+            if self._directory.find(assistant_name) is None:  # removed from assistants.yml
+                assistant_name = await self._directory.chosen(key.team_id, key.channel_id)
+            incoming = Incoming(key, row.reply_thread_ts, row.message_ts, row.user_id, row.text)
+            # The run says which Slack message it answers: a replica taking the conversation
+            # over finds it there (no extra write per answer, and no window where it is not
+            # noted).
+            params = RunCreate(
+                assistant_id=self._directory.id_for(assistant_name),
+                additional_messages=[message],
+                metadata={"slack_ts": row.message_ts},
+            )
+            active = self.active[key] = _Active(link.engine_thread_id)
             try:
                 begun = await self._begun(link.engine_thread_id, row) if resuming else None
                 if begun is not None:  # a process that stopped began it: follow it to its end
@@ -354,7 +356,14 @@ class Conversations:
             return await self._driver.drive(
                 link.engine_thread_id, events, reply, self._context(incoming), on_run=on_run
             )
+        except DATABASE_UNAVAILABLE:
+            raise  # not the answer's fault: the message stays pending, answered on retry
+        except Exception:
+            await self._apologise(reply)
+            raise
         finally:
+            # Whatever ends the answer (done, failed, cancelled at shutdown), nothing it
+            # started outlives it.
             self.active.pop(key, None)
             for task in (status_task, stop_button):
                 if task is not None and not task.done():
@@ -419,15 +428,20 @@ class Conversations:
         except Exception as exc:  # only a convenience: never let it disturb the answer
             log.info("could not offer a stop button: %s", exc)
 
-    async def _apologise(self, row: QueuedMessageRow) -> None:
+    async def _apologise(self, reply: SlackReply) -> None:
+        """Ends a failed answer with an apology after what it showed (and the text it had not
+        written yet), or, if Slack refuses that too, posts the apology on its own."""
+        try:
+            await reply.fail(_APOLOGY)
+            return
+        except Exception as exc:
+            log.warning("could not end the answer with an apology (%s)", type(exc).__name__)
         try:
             await self._client.chat_postMessage(
-                channel=row.channel_id,
-                thread_ts=row.reply_thread_ts,
-                text=":warning: Sorry, something went wrong while answering. Please try again.",
+                channel=reply.channel, thread_ts=reply.thread_ts, text=_APOLOGY
             )
         except Exception:
-            log.exception("could not post the apology", extra={"channel": row.channel_id})
+            log.exception("could not post the apology", extra={"channel": reply.channel})
 
     # -- thread links -------------------------------------------------------------------
 

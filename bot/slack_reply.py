@@ -20,7 +20,6 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from contextlib import suppress
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -128,7 +127,7 @@ class SlackReply:
         self._pending += safe
         if self.deferred:
             return
-        if self._pump is None:
+        if self._pump is None and not self._stopping:
             self._pump = asyncio.create_task(self._run_pump(), name="slack reply pump")
         self._wake.set()
 
@@ -154,7 +153,7 @@ class SlackReply:
             await self._rewrite(final, blocks)
             return
         await self._flush(last=True)
-        await self._end_current(blocks=blocks, tail=self._take_pending())
+        await self._end_current(blocks=blocks, with_pending=True)
 
     async def fail(self, text: str) -> None:
         """Ends the answer with a short notice after whatever was already shown."""
@@ -164,7 +163,7 @@ class SlackReply:
             return
         self._pending += f"\n\n{text}"
         await self._flush(last=True)
-        await self._end_current(blocks=(), tail=self._take_pending())
+        await self._end_current(blocks=(), with_pending=True)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -190,15 +189,20 @@ class SlackReply:
                 self._writing = False
 
     async def _stop_pump(self) -> None:
-        """Stops the pump; a write under way completes first."""
-        if self._pump is None:
+        """Stops the pump; a write under way completes first, even if this task is cancelled
+        meanwhile (shielded). A write that failed raises here, once."""
+        pump, self._pump = self._pump, None
+        if pump is None:
             return
         self._stopping = True
         if not self._writing:
-            self._pump.cancel()  # waiting for text, the interval or room: nothing is lost
-        with suppress(asyncio.CancelledError):
-            await self._pump
-        self._pump = None
+            pump.cancel()  # waiting for text, the interval or room: nothing is lost
+        try:
+            await asyncio.shield(pump)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this task is cancelled, not (only) the pump
 
     async def _flush(self, *, last: bool = False, pumping: bool = False) -> None:
         """Writes the pending text. `last`: the answer ends next, so a tail that fits into
@@ -306,12 +310,20 @@ class SlackReply:
             )
         self._shown = text
 
-    async def _end_current(self, *, blocks: Sequence[dict[str, Any]], tail: str = "") -> None:
-        """Closes the current message (stopStream, or a last update carrying `blocks`), with
-        the `tail` of the answer that `_flush(last=True)` left for it."""
+    async def _end_current(
+        self, *, blocks: Sequence[dict[str, Any]], with_pending: bool = False
+    ) -> None:
+        """Closes the current message (stopStream, or a last update carrying `blocks`).
+
+        `with_pending`: the rest of the answer (what `_flush(last=True)` left) goes with it.
+        It leaves `_pending` only once Slack has it, so if the close fails, `fail()` still
+        shows it before its notice.
+        """
+        tail = self._pending if with_pending else ""
         if self._ts is None:
             if blocks or tail:
                 await self._post_whole(tail, blocks)
+                self._pending = self._pending[len(tail) :]
             return
         needs_update = bool(blocks or tail)
         if self._streaming:
@@ -333,16 +345,17 @@ class SlackReply:
                 log.info("stream expired; finishing the message with chat.update")
                 self._streaming = False
                 needs_update = True
-        self._shown += tail
         if needs_update:
+            text = self._shown + tail
             await self._call(
                 "chat.update",
                 self._client.chat_update,
                 channel=self._channel,
                 ts=self._ts,
-                text=fallback_text(self._shown),
-                blocks=[*markdown_blocks(self._shown), *blocks],
+                text=fallback_text(text),
+                blocks=[*markdown_blocks(text), *blocks],
             )
+        self._pending = self._pending[len(tail) :]
         self._ts, self._shown = None, ""
 
     async def _rewrite(self, final: str, blocks: Sequence[dict[str, Any]]) -> None:
@@ -370,10 +383,6 @@ class SlackReply:
                 blocks=body,
             )
             self.message_ts.append(str(response["ts"]))
-
-    def _take_pending(self) -> str:
-        pending, self._pending = self._pending, ""
-        return pending
 
     def _begin(self, ts: str) -> None:
         self._ts = ts

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
 
 from assistants import ManualClock
 from bot.app import Bot
@@ -63,6 +64,15 @@ class BotUnderTest:
 async def slack() -> AsyncIterator[SlackFake]:
     async with run_slack_fake() as fake:
         yield fake
+
+
+@pytest.fixture
+async def client(slack: SlackFake) -> AsyncIterator[AsyncWebClient]:
+    """A plain Web API client of the emulator, for tests of one reply without the bot."""
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
+    yield client
+    if client.session is not None:
+        await client.session.close()
 
 
 @pytest.fixture

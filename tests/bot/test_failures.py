@@ -6,6 +6,7 @@ from tests.bot.conftest import BotUnderTest
 from tests.fakes.model_server import ModelFake, error_reply, text_reply
 from tests.fakes.slack_server import SlackFake
 
+APOLOGY = ":warning: Sorry, something went wrong while answering. Please try again."
 LONG = "A long answer that streams in many small pieces, one after another, until done."
 
 
@@ -77,3 +78,28 @@ async def test_status_failure_never_blocks_the_reply(
     await bot.bot.conversations.idle()
     assert slack.calls_of("assistant.threads.setStatus")
     assert slack.thread_text("C1", ts) == "Still here."
+
+
+async def test_a_failed_stream_end_keeps_the_rest_of_the_answer_before_the_apology(
+    slack: SlackFake, model: ModelFake, bot: BotUnderTest
+) -> None:
+    # chat.stopStream carries the answer's last words; Slack refusing it once must not lose
+    # them: the apology ends the same message, after the whole answer.
+    model.script(text_reply(LONG, chunk_size=5))
+    slack.fail_method("chat.stopStream", "internal_error", times=1)
+    ts = await _ask(slack, bot, "long please")
+    await bot.bot.conversations.idle()
+    assert len(slack.calls_of("chat.stopStream")) == 2
+    replies = [m for m in slack.thread_messages("C1", ts) if m["ts"] != ts]
+    assert len(replies) == 1, "the apology ends the streamed message, no second post"
+    assert slack.thread_text("C1", ts) == f"{LONG}\n\n{APOLOGY}"
+
+
+async def test_a_failed_first_write_still_delivers_the_answer_with_the_apology(
+    slack: SlackFake, model: ModelFake, bot: BotUnderTest
+) -> None:
+    slack.fail_method("chat.startStream", "internal_error")
+    model.script(text_reply("Here is what I found."))
+    ts = await _ask(slack, bot, "hello?")
+    await bot.bot.conversations.idle()
+    assert slack.thread_text("C1", ts) == f"Here is what I found.\n\n{APOLOGY}"

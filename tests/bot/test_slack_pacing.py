@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -108,14 +108,6 @@ async def test_token_checks_at_the_same_time_share_one_call(slack: SlackFake) ->
 
 
 # -- one reply without stream budget -------------------------------------------------------
-
-
-@pytest.fixture
-async def client(slack: SlackFake) -> AsyncIterator[AsyncWebClient]:
-    client = AsyncWebClient(token=slack.bot_token, base_url=slack.url)
-    yield client
-    if client.session is not None:
-        await client.session.close()
 
 
 async def _no_stream_budget() -> SlackPacer:
