@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -50,32 +52,85 @@ DONE_SSE = b"event: done\ndata: [DONE]\n\n"
 
 
 class RunLog:
-    """Every event of one run, in order; readers wait for the next one without polling."""
+    """The events of one run, in order, kept until every reader has read them.
+
+    Readers are registered when `follow` is called (when the run starts, or resumes); until
+    the first one is, every event is kept (a run announces itself before its creator follows
+    it). From then on an event no reader still needs is dropped at once: a long answer
+    streaming to one reader holds one delta at a time, not all of them (a delta is four SDK
+    models, ~3 KB). `position` counts every event ever appended, dropped or not.
+    """
 
     def __init__(self) -> None:
-        self.events: list[StreamEvent] = []
+        self._events: deque[StreamEvent] = deque()
+        self._first = 0  # the position of `_events[0]`
+        #: Weak: a reader its consumer dropped without closing stops holding events.
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
+        self._followed = False
         self._changed = asyncio.Event()
 
     def append(self, event: StreamEvent) -> None:
-        self.events.append(event)
+        self._events.append(event)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        self._trim()
 
     @property
     def position(self) -> int:
-        return len(self.events)
+        return self._first + len(self._events)
 
-    async def follow(self, start: int = 0) -> AsyncIterator[StreamEvent]:
+    def __len__(self) -> int:
+        """The events held in memory now."""
+        return len(self._events)
+
+    def follow(self, start: int = 0) -> AsyncIterator[StreamEvent]:
         """Events from `start` until the run pauses or ends (that event included)."""
-        index = start
-        while True:
-            while index < len(self.events):
-                event = self.events[index]
-                index += 1
-                yield event
-                if event.event in STREAM_END_EVENTS or event.event == "error":
-                    return
-            await self._changed.wait()
+        if start < self._first:
+            raise ValueError(f"events before {self._first} are gone (asked from {start})")
+        reader = _Reader(self, start)
+        self._readers.add(reader)
+        self._followed = True
+        return reader
+
+    def _trim(self) -> None:
+        """Drops the events every reader has passed (all of them when nobody reads)."""
+        if not self._followed:
+            return
+        keep_from = min((r.position for r in self._readers), default=self.position)
+        while self._first < keep_from and self._events:
+            self._events.popleft()
+            self._first += 1
+
+
+class _Reader:
+    """One reader's place in a `RunLog` (an async iterator, closed by its last event)."""
+
+    def __init__(self, log: RunLog, start: int) -> None:
+        self._log = log
+        self.position = start
+        self._done = False
+
+    def __aiter__(self) -> _Reader:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        log = self._log
+        if self._done:
+            raise StopAsyncIteration
+        while self.position >= log.position:
+            await log._changed.wait()
+        event = log._events[self.position - log._first]
+        self.position += 1
+        if event.event in STREAM_END_EVENTS or event.event == "error":
+            await self.aclose()
+        else:
+            log._trim()
+        return event
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._log._readers.discard(self)
+        self._log._trim()
 
 
 class EventHub:

@@ -277,22 +277,23 @@ class RunService:
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> Run:
-        row, start, step_id = await self._accept_outputs(thread_id, run_id, params)
-        await self._resume(row, start, step_id)
+        row, events, step_id = await self._accept_outputs(thread_id, run_id, params)
+        await self._resume(row, events, step_id)
         return run_wire(row)
 
     async def submit_tool_outputs_stream(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
     ) -> AsyncIterator[StreamEvent]:
-        row, start, step_id = await self._accept_outputs(thread_id, run_id, params)
-        return await self._resume(row, start, step_id)
+        row, events, step_id = await self._accept_outputs(thread_id, run_id, params)
+        return await self._resume(row, events, step_id)
 
-    async def _resume(self, row: RunRow, start: int, step_id: str) -> AsyncIterator[StreamEvent]:
+    async def _resume(
+        self, row: RunRow, events: AsyncIterator[StreamEvent], step_id: str
+    ) -> AsyncIterator[StreamEvent]:
         """Executes the run whose outputs were accepted here when this process has room
-        (streaming from `start` in memory); otherwise hands it over and streams the durable log
+        (streaming `events`, from memory); otherwise hands it over and streams the durable log
         from the event that completed step `step_id`, wherever the log placed it."""
         if self._runner.has_room():
-            events = self._events.log(row.id).follow(start)
             self._runner.start(row.id)
             return events
         stored_start = await self._log.position_of(row.id, "thread.run.step.completed", step_id)
@@ -301,11 +302,12 @@ class RunService:
 
     async def _accept_outputs(
         self, thread_id: str, run_id: str, params: SubmitToolOutputs
-    ) -> tuple[RunRow, int, str]:
-        """Checks and stores the outputs; returns the queued run, the position of its first
-        new event in memory and the id of the step the outputs completed (that event's subject).
-        The position is taken only once the outputs are accepted: taking it up front created
-        an event log for any rejected run id, one that nothing ever removed."""
+    ) -> tuple[RunRow, AsyncIterator[StreamEvent], str]:
+        """Checks and stores the outputs; returns the queued run, its events in memory from the
+        first new one on (followed before that one is published, so it is kept) and the id of
+        the step the outputs completed (that event's subject). The log is followed only once
+        the outputs are accepted: doing it up front created an event log for any rejected run
+        id, one that nothing ever removed."""
         async with self._locks.hold(thread_id):
             async with self._db.session() as session:
                 row = await _load(session, thread_id, run_id)
@@ -331,11 +333,12 @@ class RunService:
                 step.status = "completed"
                 step.completed_at = now
                 session.add(step)
-            start = self._events.log(run_id).position
+            run_log = self._events.log(run_id)
+            events = run_log.follow(run_log.position)
             self._events.publish(run_id, "thread.run.step.completed", step_wire(step))
             try:
                 queued = await self._lifecycle.set_status(run_id, "queued", execute=True)
-                return queued, start, step.id
+                return queued, events, step.id
             except RunChanged as changed:  # cancelled or expired meanwhile (no thread lock)
                 raise InvalidRequest(
                     f'Runs in status "{changed.status}" do not accept tool outputs.'

@@ -347,7 +347,7 @@ async def memory(runs: int, stream_seconds: float) -> None:
         slack_pacing=True,
     ) as (slack, model, observer, bot):
         model.set_default(lambda _req: text_reply(reply_text(tokens)))
-        await converse(slack, observer, bot, 60)
+        await converse(slack, observer, bot, stream_seconds + 60)
         base = bot.rss_mb()
         gate = asyncio.Semaphore(100)
 
@@ -527,7 +527,7 @@ async def main(quick: bool, only: set[str]) -> None:
             ("overhead", lambda: overhead(1, 20, 20, 0.2, 0.01)),
             ("overhead", lambda: overhead(200, 1, 20, 0.2, 0.01)),
             ("throughput", lambda: throughput(400, 100)),
-            ("memory", lambda: memory(1000, 45.0)),
+            ("memory", lambda: memory(1000, 150.0)),
             ("prompt_build", lambda: prompt_build([100, 1_000, 10_000], 10)),
             ("slack_writes", lambda: slack_writes(10, 100, 0.05, 25)),
             ("slack_writes", lambda: slack_writes(200, 100, 0.05, 240)),
