@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import aiohttp
@@ -29,8 +28,8 @@ async def test_runs_active_counts_the_runs_streaming_now(
     assert await _runs_active(bot) == 0
     for channel in ("C1", "C2"):
         await slack.deliver(bot.url, slack.app_mention(channel, "U1", "<@UBOT> hi"))
-    await slack.next_call("chat.startStream", timeout=10)
-    await asyncio.sleep(0.2)
+    # Both answers are streaming (each has started its message), with ~2 s still to go.
+    await slack.wait_for(lambda: len(slack.calls_of("chat.startStream")) == 2, timeout=10)
     assert await _runs_active(bot) == 2
     await bot.bot.conversations.idle()
     assert await _runs_active(bot) == 0
