@@ -36,7 +36,7 @@ from bot.driver import RunDriver, RunOutcome
 from bot.errors import friendly_error
 from bot.functions import FunctionContext
 from bot.metrics import ANSWER_SECONDS, ANSWERS, EVENTS
-from bot.slack_files import SharedFiles
+from bot.slack_files import SharedFiles, TakenFile
 from bot.slack_pacing import RateLimit, SlackPacer
 from bot.slack_reply import SlackReply
 from storage import (
@@ -313,17 +313,22 @@ class Conversations:
         )
         status_task = asyncio.create_task(reply.set_status("is thinking…"))
         stop_button: asyncio.Task[None] | None = None
+        # A mention without `files`: look the message up while its engine thread is set up
+        # (one Slack round trip off every mention's first text). Outside the start slot: it may
+        # wait a minute for Slack's budget, and slots held by waiting look-ups would stall the
+        # answers ready to start.
+        lookup = (
+            asyncio.create_task(
+                self._files.lookup(key.channel_id, row.reply_thread_ts, row.message_ts)
+            )
+            if row.files is None
+            else None
+        )
         try:
-            files = row.files
-            if files is None:  # a mention without `files`: look the message up
-                # Before taking a start slot: this may wait a minute for Slack's budget, and
-                # slots held by waiting look-ups would stall the answers ready to start.
-                files = await self._files.lookup(
-                    key.channel_id, row.reply_thread_ts, row.message_ts
-                )
             async with self._starting:
                 link = await self.link(key, create=True)
-                message = await self._user_message(row, files)
+            files = row.files if lookup is None else await lookup
+            message = await self._user_message(row, files or [])
             assert link is not None
             assistant_name = link.assistant_name
             if self._directory.find(assistant_name) is None:  # removed from assistants.yml
@@ -365,15 +370,20 @@ class Conversations:
             # Whatever ends the answer (done, failed, cancelled at shutdown), nothing it
             # started outlives it.
             self.active.pop(key, None)
-            for task in (status_task, stop_button):
+            for task in (status_task, lookup, stop_button):
                 if task is not None and not task.done():
                     task.cancel()
 
     async def _user_message(
         self, row: QueuedMessageRow, files: list[dict[str, Any]]
     ) -> MessageCreate:
-        """The user's words, with the files they shared attached (downloaded from Slack)."""
-        taken, problems = await self._files.take(files) if files else ([], [])
+        """The user's words, with the files they shared attached (downloaded from Slack, in
+        a start slot: downloads are part of setting an answer up)."""
+        taken: list[TakenFile] = []
+        problems: list[str] = []
+        if files:
+            async with self._starting:
+                taken, problems = await self._files.take(files)
         text = row.text
         if taken:
             names = ", ".join(f.name for f in taken)

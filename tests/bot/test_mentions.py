@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
+from bot.conversations import ThreadKey
 from tests.bot.conftest import BotUnderTest
 from tests.fakes.model_server import ModelFake, text_reply
 from tests.fakes.slack_server import SlackFake
@@ -60,3 +65,28 @@ async def test_channel_chatter_and_unfollowed_threads_are_ignored(
     await bot.bot.conversations.idle()
     assert model.requests == []
     assert slack.calls_of("chat.startStream") == []
+
+
+async def test_a_mentions_file_look_up_runs_while_its_answer_is_set_up(
+    slack: SlackFake, model: ModelFake, bot: BotUnderTest
+) -> None:
+    """`app_mention` omits the message's files, so the bot asks Slack for them; that round trip
+    overlaps setting the answer up instead of coming before it."""
+    lookup_seconds = 3.0
+    slack.slow_method("conversations.replies", lookup_seconds)
+    model.script(text_reply("Hello."))
+    mention = slack.app_mention("C1", "U1", "<@UBOT> hi")
+    key = ThreadKey(slack.team_id, "C1", mention["event"]["ts"])
+
+    await slack.deliver(bot.url, mention)
+    for _ in range(100):  # the link is a database row: nothing to wait on but the row
+        if await bot.bot.conversations.follows(key):
+            break
+        await asyncio.sleep(0.025)
+    else:
+        pytest.fail("the answer's engine thread waited for the file look-up")
+
+    assert slack.calls_of("conversations.replies") == []  # asked, not answered yet
+    await slack.next_call("chat.stopStream", timeout=lookup_seconds + 5)
+    assert len(slack.calls_of("conversations.replies")) == 1
+    assert slack.thread_text("C1", mention["event"]["ts"]) == "Hello."
