@@ -60,7 +60,7 @@ async def main(config: dict[str, str | float | bool]) -> None:
         interval=float(config.get("interval", 0.7)),
         stop_button_after=float(config.get("stop_button_after", 3.0)),
     )
-    app = http_app(Runtime(settings), slack=True, reply_options=options)
+    app = http_app(Runtime(settings), slack=True, reply_options=options, owns_process=True)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)

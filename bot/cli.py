@@ -86,7 +86,11 @@ def _run(settings: Settings) -> int:
     mode = "Socket Mode" if settings.slack_app_token else "HTTP mode (POST /slack/events)"
     logging.getLogger("bot").info("starting the bot in %s on port %s", mode, settings.port)
     try:
-        web.run_app(http_app(Runtime(settings), slack=True), port=settings.port, print=None)
+        web.run_app(
+            http_app(Runtime(settings), slack=True, owns_process=True),
+            port=settings.port,
+            print=None,
+        )
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -106,7 +110,7 @@ def _serve(settings: Settings) -> int:
         )
         return 2
     logging.getLogger("bot").info("serving the Assistants API on port %s", settings.port)
-    web.run_app(http_app(Runtime(settings)), port=settings.port, print=None)
+    web.run_app(http_app(Runtime(settings), owns_process=True), port=settings.port, print=None)
     return 0
 
 
