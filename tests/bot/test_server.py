@@ -20,11 +20,12 @@ from bot.settings import Settings
 def process_state() -> Iterator[None]:
     """This test process outlives the app: what it froze goes back to the collector, and the
     timer it installed comes out."""
-    callbacks = list(gc.callbacks)
+    callbacks, thresholds = list(gc.callbacks), gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()
     gc.callbacks[:] = callbacks
+    gc.set_threshold(*thresholds)
 
 
 def _full_collections(metrics: str) -> float:
@@ -47,6 +48,7 @@ async def test_start_up_settles_the_heap_only_where_the_app_is_the_process(
     try:
         # Frozen objects are outside every generation a collection walks.
         assert any(o is runtime.engine for o in gc.get_objects()) is not owns_process
+        assert (gc.get_threshold()[0] == 10_000) is owns_process
         async with aiohttp.ClientSession() as http:
             async with http.get(url) as response:
                 before = _full_collections(await response.text())
