@@ -21,7 +21,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
-from sqlalchemy import bindparam, select
 from sqlmodel import col, delete
 
 from assistants import Clock, Engine, Scheduler
@@ -158,7 +157,7 @@ class Bot:
             reminders=reminders,
             scheduler=scheduler,
         )
-        app.middleware(_once_per_event(runtime.db))
+        app.middleware(_once_per_event(conversations))
         register_all(app, bot)
         # Conversations whose messages nobody answers (their replica stopped) are picked up
         # by the sweep (the engine's heartbeat keeps the claims of those answered here alive).
@@ -201,7 +200,7 @@ def _shared_client(client: PacedWebClient) -> Any:
     return shared_client
 
 
-def _once_per_event(db: Database) -> Any:
+def _once_per_event(conversations: Conversations) -> Any:
     """Slack retries reuse `event_id`: a delivery whose id is stored is acked only.
 
     The id is stored in the same transaction as the message it carried (see
@@ -214,11 +213,7 @@ def _once_per_event(db: Database) -> Any:
     ) -> BoltResponse | None:
         event_id = body.get("event_id")
         if event_id:
-            # Core on a plain connection: every delivery pays for this read before its ack,
-            # and an ORM session costs twice the CPU (`python -m bench.sql_cost`).
-            async with db.engine.connect() as conn:
-                seen = (await conn.execute(_SEEN, {"event_id": event_id})).first()
-            if seen is not None:
+            if await conversations.seen(event_id):
                 log.info("duplicate delivery of %s ignored", event_id, extra={"event_id": event_id})
                 return BoltResponse(status=200, body="")
             context["event_id"] = event_id
@@ -226,10 +221,6 @@ def _once_per_event(db: Database) -> Any:
         return None
 
     return once_per_event
-
-
-_PROCESSED = ProcessedEventRow.__table__  # type: ignore[attr-defined]
-_SEEN = select(_PROCESSED.c.event_id).where(_PROCESSED.c.event_id == bindparam("event_id"))
 
 
 async def _forget_old_events(db: Database, clock: Clock) -> None:
