@@ -170,20 +170,20 @@ class BotProcess:
         """The bot's full garbage collections since it started serving (each one stalls its
         event loop), from its `/metrics`."""
         import aiohttp
+        from prometheus_client.parser import text_string_to_metric_families
 
         async with aiohttp.ClientSession() as http, http.get(self.metrics_url) as response:
             text = await response.text()
-        count = seconds = within_50ms = 0.0
-        for line in text.splitlines():
-            name, _, value = line.rpartition(" ")
-            if not name.startswith(_GC_PAUSES) or 'generation="2"' not in name:
-                continue
-            if name.startswith(f"{_GC_PAUSES}_count"):
-                count = float(value)
-            elif name.startswith(f"{_GC_PAUSES}_sum"):
-                seconds = float(value)
-            elif 'le="0.05"' in name:
-                within_50ms = float(value)
+        full = {
+            (sample.name, sample.labels.get("le")): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == _GC_PAUSES
+            for sample in family.samples
+            if sample.labels.get("generation") == "2"
+        }
+        count = full.get((f"{_GC_PAUSES}_count", None), 0.0)
+        seconds = full.get((f"{_GC_PAUSES}_sum", None), 0.0)
+        within_50ms = full.get((f"{_GC_PAUSES}_bucket", "0.05"), 0.0)
         return {"count": count, "total_ms": _ms(seconds), "over_50_ms": count - within_50ms}
 
 
